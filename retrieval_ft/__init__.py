@@ -1,0 +1,67 @@
+"""retrieval-ft: fine-tune embedding models for retrieval and measure whether tuning helped.
+
+The public API is re-exported lazily: importing the package does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "EncodeConfig",
+    "Encoder",
+    "EvalConfig",
+    "EvaluationResult",
+    "Hit",
+    "IRDataset",
+    "IndexConfig",
+    "IndexMismatchError",
+    "ModelError",
+    "Retriever",
+    "RetrievalFTError",
+    "VectorIndex",
+    "build_index",
+    "evaluate",
+    "evaluate_run",
+    "load_dataset",
+    "load_model",
+]
+
+_LOCATIONS = {
+    "ConfigError": "errors", "DataError": "errors", "IndexMismatchError": "errors", "ModelError": "errors",
+    "RetrievalFTError": "errors",
+    "EncodeConfig": "config", "EvalConfig": "config", "IndexConfig": "config",
+    "IRDataset": "data", "load_dataset": "data",
+    "load_model": "models",
+    "Encoder": "encode",
+    "VectorIndex": "index", "build_index": "index",
+    "Hit": "search", "Retriever": "search",
+    "EvaluationResult": "results",
+    "evaluate": "pipeline",
+}
+
+if TYPE_CHECKING:
+    from .config import EncodeConfig, EvalConfig, IndexConfig
+    from .data import IRDataset, load_dataset
+    from .encode import Encoder
+    from .errors import ConfigError, DataError, IndexMismatchError, ModelError, RetrievalFTError
+    from .index import VectorIndex, build_index
+    from .metrics import evaluate as evaluate_run
+    from .models import load_model
+    from .pipeline import evaluate
+    from .results import EvaluationResult
+    from .search import Hit, Retriever
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "evaluate_run":
+        return importlib.import_module(".metrics", __name__).evaluate
+    if name in _LOCATIONS:
+        return getattr(importlib.import_module(f".{_LOCATIONS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

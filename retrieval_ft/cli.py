@@ -1,0 +1,138 @@
+"""Command line: parse arguments, build a config, make one API call, map the outcome to an exit code.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback).
+Heavy libraries (torch, transformers, faiss) are imported inside the commands, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import RetrievalFTError
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+
+def _add_encode_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoding")
+    g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    g.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
+    g.add_argument("--query-prompt", help="text prepended to queries (default: the model's saved 'query' prompt)")
+    g.add_argument("--doc-prompt", help="text prepended to documents (default: the model's saved 'document' prompt)")
+    g.add_argument("--similarity", choices=["cosine", "dot", "euclidean"],
+                   help="scoring function (default: the model's own, usually cosine)")
+    g.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    g.add_argument("--no-cache", action="store_true", help="always re-encode the corpus")
+    g.add_argument("--cache-dir", help="where corpus embeddings are cached (default ~/.cache/retrieval-ft/embeddings)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow models that run their own code from the hub (off by default)")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retrieval-ft",
+        description="Fine-tune embedding models for retrieval and measure whether tuning helped.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ev = sub.add_parser(
+        "evaluate", help="evaluate an encoder on a dataset split (NDCG@10, recall, MRR)",
+        description="Encode the corpus (cached), build a FAISS index, retrieve for each judged query "
+                    "and score with ranx. NDCG is the linear-gain (trec_eval / BEIR) variant.",
+    )
+    ev.add_argument("--model", required=True, help="model folder, hub id, or all-MiniLM-L6-v2 (bundled)")
+    ev.add_argument("--data", required=True, help="BEIR folder, dataset spec YAML, HF save_to_disk or parquet folder")
+    ev.add_argument("--split", default="test", help="judgments to evaluate on (default: test)")
+    ev.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,map@100",
+                    help="comma-separated ranx metrics (default: ndcg@10,recall@100,mrr@10,map@100)")
+    ev.add_argument("--k", type=int, default=100, help="documents retrieved per query (default 100)")
+    ev.add_argument("--index", choices=["flat", "hnsw", "ivf"], default="flat", help="FAISS index (default: exact)")
+    ev.add_argument("--out", help="write the result JSON here")
+    ev.add_argument("--save-run", help="write the ranked results as a TREC run file")
+    ev.add_argument("--save-index", help="save the FAISS index and its sidecar into this folder")
+    ev.add_argument("--drop-unknown-judgments", action="store_true",
+                    help="drop judgments naming unknown query/document ids instead of refusing the dataset")
+    _add_encode_args(ev)
+    return parser
+
+
+def _encode_config(args: argparse.Namespace):  # -> EncodeConfig
+    from .config import EncodeConfig, from_dict
+
+    values = {
+        "batch_size": args.batch_size,
+        "max_seq_length": args.max_seq_length,
+        "query_prompt": args.query_prompt,
+        "document_prompt": args.doc_prompt,
+        "similarity": args.similarity,
+        "device": args.device,
+        "cache": not args.no_cache,
+        "cache_dir": args.cache_dir,
+        "progress": False if args.no_progress else None,
+    }
+    return from_dict(EncodeConfig, values)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import EvalConfig, IndexConfig, from_dict
+
+    config = from_dict(EvalConfig, {
+        "split": args.split,
+        "metrics": args.metrics,
+        "k": args.k,
+        "encode": _encode_config(args),
+        "index": from_dict(IndexConfig, {"kind": args.index}),
+    })
+    from .encode import Encoder
+    from .pipeline import evaluate
+    from .report import evaluation_table
+
+    encoder = Encoder(args.model, config.encode, trust_remote_code=args.trust_remote_code)
+    result = evaluate(encoder, args.data, config,
+                      unknown_ids="drop" if args.drop_unknown_judgments else "error",
+                      save_run=args.save_run, save_index=args.save_index)
+    if args.out:
+        result.save(args.out)
+    print(evaluation_table(result))
+    if args.out:
+        print(f"results written to {args.out}")
+    return EXIT_OK
+
+
+COMMANDS = {"evaluate": _cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return COMMANDS[args.command](args)
+    except RetrievalFTError as exc:
+        message = " ".join(str(exc).split())
+        print(f"retrieval-ft: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # unreadable input or unwritable output path
+        print(f"retrieval-ft: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("retrieval-ft: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Settings for each stage as frozen dataclasses, checked on construction; dicts/YAML map onto them.
+
+A key that is not a field is an error with a "did you mean"; a value of the wrong type or out of
+range is an error that echoes it. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+
+class Similarity(str, enum.Enum):
+    """How query and document vectors are scored; `None` in EncodeConfig follows the model's own setting."""
+
+    COSINE = "cosine"  # vectors L2-normalised, inner-product index
+    DOT = "dot"  # raw inner product
+    EUCLIDEAN = "euclidean"  # L2 distance; scores are negative distances
+
+
+class IndexKind(str, enum.Enum):
+    FLAT = "flat"  # exact search (default)
+    HNSW = "hnsw"  # graph-based approximate search
+    IVF = "ivf"  # inverted lists over k-means cells, approximate
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    batch_size: int = 32
+    max_seq_length: int | None = None  # None keeps the model's own limit
+    query_prompt: str | None = None  # None uses the model's saved "query" prompt, if any
+    document_prompt: str | None = None  # None uses the model's saved "document"/"passage" prompt, if any
+    similarity: Similarity | None = None
+    device: str | None = None  # None lets sentence-transformers pick (CUDA when available)
+    cache: bool = True  # reuse corpus embeddings keyed by encoder fingerprint + corpus hash
+    cache_dir: str | None = None  # default: $RETRIEVAL_FT_CACHE/embeddings or ~/.cache/retrieval-ft/embeddings
+    progress: bool | None = None  # None shows progress bars on a terminal only
+
+    def __post_init__(self) -> None:
+        _positive(self, "batch_size")
+        if self.max_seq_length is not None:
+            _positive(self, "max_seq_length")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    kind: IndexKind = IndexKind.FLAT
+    hnsw_m: int = 32  # graph degree
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    ivf_nlist: int | None = None  # None: about 4 * sqrt(n_docs)
+    ivf_nprobe: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe"):
+            _positive(self, name)
+        if self.ivf_nlist is not None:
+            _positive(self, "ivf_nlist")
+
+
+DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100")
+# ranx metric names we accept; "ndcg" is Jarvelin & Kekalainen's linear-gain NDCG (as trec_eval's
+# ndcg_cut and BEIR), "ndcg_burges" the exponential-gain variant.
+METRIC_NAMES = ("ndcg", "ndcg_burges", "recall", "precision", "mrr", "map", "hit_rate", "f1", "r-precision")
+_METRIC = re.compile(r"^([a-z_-]+)(?:@(\d+))?$")
+
+
+def check_metrics(names: tuple[str, ...] | list[str], k: int) -> tuple[str, ...]:
+    """Normalise metric names ("NDCG@10" -> "ndcg@10") and check each is known and fits in k results."""
+    out = []
+    for raw in names:
+        name = str(raw).strip().lower()
+        m = _METRIC.match(name)
+        if not m or m.group(1) not in METRIC_NAMES:
+            close = difflib.get_close_matches(name.split("@")[0], METRIC_NAMES, n=1)
+            hint = f" Did you mean {close[0] + (name[name.index('@'):] if '@' in name else '')!r}?" if close else ""
+            raise ConfigError(
+                f"unknown metric {raw!r}.{hint} Known: {', '.join(METRIC_NAMES)}, each optionally with @cutoff."
+            )
+        if m.group(2) is not None:
+            cutoff = int(m.group(2))
+            if cutoff <= 0:
+                raise ConfigError(f"metric {raw!r}: the cutoff must be positive.")
+            if cutoff > k:
+                raise ConfigError(f"metric {raw!r} looks at {cutoff} results but only k={k} are retrieved; raise k.")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: str = "test"
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    k: int = 100  # documents retrieved per query
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+
+    def __post_init__(self) -> None:
+        _positive(self, "k")
+        if not self.metrics:
+            raise ConfigError("metrics: name at least one metric, e.g. ndcg@10.")
+        object.__setattr__(self, "metrics", check_metrics(self.metrics, self.k))
+
+
+def _positive(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
+    """Build a config dataclass from a mapping: unknown keys suggest the nearest field, values are
+    checked against the field types (enums from their string values, nested dataclasses from
+    mappings, lists to tuples)."""
+    data = {} if data is None else data
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), sorted(fields), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(fields))}."
+            raise ConfigError(f"unknown key {prefix}{key!r}.{hint}")
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where + ': ' if where else ''}{exc}") from None
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {tp}.")
+    if dataclasses.is_dataclass(tp):
+        return value if isinstance(value, tp) else from_dict(tp, value, key)  # type: ignore[arg-type]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in tp)
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}.") from None
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}.")
+        (inner, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(tp, type) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}.")
+    return value
+
+
+def to_dict(cfg: Any) -> Any:
+    """A JSON-ready dict of a config (enums as their values)."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, enum.Enum):
+        return cfg.value
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg

@@ -1,0 +1,53 @@
+"""Dataset readers: every supported layout becomes one `IRDataset` (corpus, queries, graded qrels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError
+from .build import Fields, UnknownIds
+from .dataset import Document, IRDataset, Qrels
+
+__all__ = ["Document", "Fields", "IRDataset", "Qrels", "UnknownIds", "load_dataset"]
+
+SPEC_NAMES = ("retrieval-ft-data.yaml", "dataset.yaml")
+
+LAYOUTS = (
+    "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); "
+    "a dataset spec YAML for JSONL/CSV/TSV/parquet tables (or a folder holding dataset.yaml); "
+    "a folder of Hugging Face datasets saved with save_to_disk (corpus/, queries/, qrels/); "
+    "or a folder with corpus.parquet, queries.parquet and qrels/<split>.parquet"
+)
+
+
+def load_dataset(path: str | Path, unknown_ids: UnknownIds | str = UnknownIds.ERROR) -> IRDataset:
+    """Read a retrieval dataset from any supported layout, detected from what the path holds.
+
+    `unknown_ids`: "error" (default) refuses judgments naming ids missing from the corpus or queries,
+    with their count and first examples; "drop" drops them and counts them in `dropped_judgments`.
+    """
+    from . import beir, hf, tables
+
+    try:
+        unknown_ids = UnknownIds(unknown_ids)
+    except ValueError:
+        raise DataError(f"unknown_ids must be 'error' or 'drop', got {unknown_ids!r}.") from None
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: dataset not found. Expected {LAYOUTS}.")
+    if path.is_file():
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            return tables.load_spec_file(path, unknown_ids)
+        raise DataError(f"{path}: a single file is not a dataset. Expected {LAYOUTS}.")
+    if beir.is_beir(path):
+        return beir.load_beir(path, unknown_ids)
+    for name in SPEC_NAMES:
+        if (path / name).is_file():
+            return tables.load_spec_file(path / name, unknown_ids)
+    if hf.is_hf_on_disk(path):
+        return hf.load_hf_on_disk(path, unknown_ids)
+    if hf.is_parquet_folder(path):
+        return hf.load_parquet_folder(path, unknown_ids)
+    if (path / "queries.jsonl").is_file():
+        raise DataError(f"{path}: queries.jsonl found but corpus.jsonl is missing; a BEIR folder needs both.")
+    raise DataError(f"{path}: no dataset layout recognised. Expected {LAYOUTS}.")

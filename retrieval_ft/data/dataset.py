@@ -1,0 +1,98 @@
+"""The one in-memory form of a retrieval dataset: corpus, queries and graded judgments per split.
+
+This module knows nothing of file formats (see the readers beside it) or of models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .._io import hash_strings
+from ..errors import DataError
+
+# split -> query id -> document id -> grade (a higher grade is more relevant; 0 = judged not relevant)
+Qrels = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    title: str = ""
+    image: str | None = None  # path of a page image, relative to the dataset folder
+
+    @property
+    def full_text(self) -> str:
+        """Title and text joined by a space, as BEIR and MTEB encode documents."""
+        if self.title and self.text:
+            return f"{self.title} {self.text}"
+        return self.title or self.text
+
+
+@dataclass
+class IRDataset:
+    """A corpus, its queries, and judgments per split (`qrels[split][query_id][doc_id] = grade`)."""
+
+    corpus: dict[str, Document]
+    queries: dict[str, str]
+    qrels: dict[str, Qrels]
+    source: str = "<memory>"
+    # Judgments dropped on load because they named unknown ids (policy unknown_ids="drop").
+    dropped_judgments: int = 0
+    _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.corpus:
+            raise DataError(f"{self.source}: the corpus is empty; a dataset needs at least one document.")
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(self.qrels)
+
+    def split(self, name: str) -> Qrels:
+        if name not in self.qrels:
+            have = ", ".join(self.splits) or "none"
+            raise DataError(
+                f"{self.source}: no judgments for split {name!r} (splits with judgments: {have}). "
+                "Pick one of those with --split."
+            )
+        return self.qrels[name]
+
+    def judged_queries(self, split: str) -> list[str]:
+        """Queries of `split` with at least one relevant (grade > 0) judgment, in file order."""
+        qrels = self.split(split)
+        return [qid for qid in self.queries if any(g > 0 for g in qrels.get(qid, {}).values())]
+
+    def skipped_queries(self, split: str) -> list[str]:
+        """Queries left out of `split`'s mean: judged in that split with no relevant document, or judged
+        in no split at all (queries of other splits are not counted)."""
+        qrels = self.split(split)
+        judged_elsewhere = {q for name, other in self.qrels.items() if name != split for q in other}
+        out = []
+        for qid in self.queries:
+            if qid in qrels:
+                if not any(g > 0 for g in qrels[qid].values()):
+                    out.append(qid)
+            elif qid not in judged_elsewhere:
+                out.append(qid)
+        return out
+
+    @cached_property
+    def corpus_fingerprint(self) -> str:
+        """Hash of every document id, title, text and image path, in corpus order."""
+        return hash_strings(
+            s for d in self.corpus.values() for s in (d.id, d.title, d.text, d.image or "")
+        )
+
+    def fingerprint(self, split: str) -> str:
+        """Hash of the corpus, the split's judged queries and its judgments: two results are comparable
+        exactly when their fingerprints are equal."""
+        qrels = self.split(split)
+        parts = [self.corpus_fingerprint]
+        for qid in sorted(qrels):
+            parts.append(qid)
+            parts.append(self.queries.get(qid, ""))
+            for did in sorted(qrels[qid]):
+                parts.extend((did, str(qrels[qid][did])))
+        return hash_strings(parts)

@@ -1,0 +1,210 @@
+"""The only place that turns texts into vectors: float32 `(n, dim)` arrays, normalised when the
+similarity is cosine, with progress bars and an on-disk cache of corpus embeddings.
+
+The cache key is the encoder fingerprint, the document-side settings (prompt, max length,
+normalisation) and a hash of the document ids and texts, so a changed model or corpus never
+reuses stale vectors. A cache file whose checksum does not match is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._io import atomic_path, cache_dir, file_sha256, hash_strings, write_json_atomic
+from .config import EncodeConfig, Similarity
+from .errors import ConfigError
+from .models import fingerprint, load_model, model_source
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from .data import Document
+
+logger = logging.getLogger(__name__)
+
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus", "doc")
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CorpusEmbeddings:
+    ids: list[str]
+    vectors: np.ndarray  # (n_docs, dim) float32
+    seconds: float  # time spent encoding (0 when read from the cache)
+    cache_hit: bool
+    cache_path: str | None
+
+
+class Encoder:
+    """A sentence-transformers model with its retrieval settings resolved once.
+
+    `settings()` is stored beside every index and result, so search time never needs the flags
+    again.
+    """
+
+    def __init__(self, model: SentenceTransformer | str, config: EncodeConfig | None = None,
+                 *, name: str | None = None, trust_remote_code: bool = False) -> None:
+        self.config = config or EncodeConfig()
+        if isinstance(model, str):
+            name = name or model
+            model = load_model(model, device=self.config.device, trust_remote_code=trust_remote_code,
+                               max_seq_length=self.config.max_seq_length)
+        elif self.config.max_seq_length is not None:
+            model.max_seq_length = self.config.max_seq_length
+        self.model = model
+        source = model_source(model)
+        self.name = name or (source.name if source else type(model).__name__)
+        self.path = source.location if source else None
+        prompts = dict(getattr(model, "prompts", None) or {})
+        self.query_prompt = self.config.query_prompt if self.config.query_prompt is not None else prompts.get("query", "")
+        self.document_prompt = self.config.document_prompt
+        if self.document_prompt is None:
+            self.document_prompt = next((prompts[n] for n in DOCUMENT_PROMPT_NAMES if n in prompts), "")
+        sim = self.config.similarity or getattr(model, "similarity_fn_name", None) or "cosine"
+        try:
+            self.similarity = Similarity(sim)
+        except ValueError:
+            raise ConfigError(f"similarity {sim!r} is not supported for retrieval; use cosine, dot or euclidean.") from None
+        self._fingerprint: str | None = None
+
+    @property
+    def normalize(self) -> bool:
+        return self.similarity is Similarity.COSINE
+
+    @property
+    def dim(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            dim = int(self.encode_queries(["dimension probe"]).shape[1])
+        return int(dim)
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the weights and modules; call `refresh()` after changing the model."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def refresh(self) -> None:
+        self._fingerprint = None
+
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the weights that decides the vectors (kept beside indexes and results)."""
+        return {
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+            "similarity": self.similarity.value,
+            "normalize": self.normalize,
+            "max_seq_length": self.model.max_seq_length,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "fingerprint": self.fingerprint, **self.settings()}
+
+    # -- encoding -------------------------------------------------------------------------------
+    def encode_queries(self, texts: Sequence[str], *, desc: str = "Encoding queries") -> np.ndarray:
+        """(n_queries, dim) float32."""
+        return self._encode(texts, self.query_prompt, desc)
+
+    def encode_documents(self, texts: Sequence[str], *, desc: str = "Encoding documents") -> np.ndarray:
+        """(n_docs, dim) float32."""
+        return self._encode(texts, self.document_prompt, desc)
+
+    def _encode(self, texts: Sequence[str], prompt: str, desc: str) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # Longest first, in chunks: batches hold texts of similar length (little padding) and the
+        # progress bar moves every chunk.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        chunk = self.config.batch_size * 8
+        out: np.ndarray | None = None
+        show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not show, leave=False) as bar:
+            for start in range(0, len(texts), chunk):
+                idx = order[start:start + chunk]
+                vecs = self.model.encode(
+                    [texts[i] for i in idx], prompt=prompt, batch_size=self.config.batch_size,
+                    convert_to_numpy=True, normalize_embeddings=self.normalize, show_progress_bar=False,
+                )
+                vecs = np.asarray(vecs, dtype=np.float32)
+                if out is None:
+                    out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+                out[idx] = vecs
+                bar.update(len(idx))
+        assert out is not None
+        return out
+
+    # -- corpus with cache ----------------------------------------------------------------------
+    def cache_key(self, ids: Sequence[str], texts: Sequence[str]) -> str:
+        settings = json.dumps({k: v for k, v in self.settings().items() if k != "query_prompt"}, sort_keys=True)
+        return hash_strings([f"v{CACHE_FORMAT}", self.fingerprint, settings, hash_strings(ids), hash_strings(texts)])
+
+    def encode_corpus(self, docs: Sequence[Document] | dict[str, Document]) -> CorpusEmbeddings:
+        """Embeddings of every document (title + text), from the cache when this encoder has seen
+        exactly this corpus before."""
+        doc_list = list(docs.values()) if isinstance(docs, dict) else list(docs)
+        ids = [d.id for d in doc_list]
+        texts = [d.full_text for d in doc_list]
+        if not self.config.cache:
+            start = time.perf_counter()
+            vecs = self.encode_documents(texts)
+            return CorpusEmbeddings(ids, vecs, time.perf_counter() - start, False, None)
+        folder = Path(self.config.cache_dir) if self.config.cache_dir else cache_dir("embeddings")
+        cache = EmbeddingCache(folder)
+        key = self.cache_key(ids, texts)
+        cached = cache.load(key, len(ids))
+        if cached is not None:
+            return CorpusEmbeddings(ids, cached, 0.0, True, str(cache.array_path(key)))
+        start = time.perf_counter()
+        vecs = self.encode_documents(texts)
+        seconds = time.perf_counter() - start
+        cache.save(key, vecs, {"model": self.name, "n_docs": len(ids), "encode_seconds": seconds})
+        return CorpusEmbeddings(ids, vecs, seconds, False, str(cache.array_path(key)))
+
+
+class EmbeddingCache:
+    """`<key>.npy` plus `<key>.json` (shape, checksum); both written atomically, data first."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def array_path(self, key: str) -> Path:
+        return self.folder / f"{key}.npy"
+
+    def meta_path(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def load(self, key: str, n: int) -> np.ndarray | None:
+        meta_path, array_path = self.meta_path(key), self.array_path(key)
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if file_sha256(array_path) != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            vecs = np.load(array_path, allow_pickle=False)
+            if vecs.dtype != np.float32 or vecs.ndim != 2 or vecs.shape[0] != n:
+                raise ValueError(f"unexpected array {vecs.dtype} {vecs.shape}")
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            logger.warning("Embedding cache %s is corrupt (%s); re-encoding.", array_path, exc)
+            return None
+        return vecs
+
+    def save(self, key: str, vecs: np.ndarray, info: dict[str, Any]) -> None:
+        with atomic_path(self.array_path(key)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, vecs, allow_pickle=False)
+            digest = file_sha256(tmp)
+        write_json_atomic(self.meta_path(key), {"format": CACHE_FORMAT, "shape": list(vecs.shape), "sha256": digest, **info})

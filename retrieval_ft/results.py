@@ -1,0 +1,79 @@
+"""The evaluation result record: what `evaluate` writes and later stages (compare, gate) read.
+
+Plain data and JSON only; no torch, no models.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ._io import write_json_atomic
+from .errors import DataError
+
+SCHEMA_VERSION = 1
+VERSIONED = ("retrieval-ft", "torch", "sentence-transformers", "transformers", "peft", "faiss-cpu", "ranx",
+             "datasets", "numpy")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics of one encoder on one dataset split.
+
+    `metrics`: name -> mean over judged queries; `per_query`: name -> {query id -> value};
+    `model`: name, path, fingerprint and encoding settings; `dataset`: path, split, fingerprint and
+    counts; `retrieval`: k and index; `timings`: seconds per stage; `cache`: corpus-embedding reuse.
+    """
+
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    model: dict[str, Any]
+    dataset: dict[str, Any]
+    retrieval: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
+    queries: dict[str, str] = field(default_factory=dict)  # judged query id -> text, for reports
+    versions: dict[str, str] = field(default_factory=library_versions)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        write_json_atomic(path, self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> EvaluationResult:
+        missing = [k for k in ("metrics", "per_query", "model", "dataset") if k not in data]
+        if missing:
+            raise DataError(f"{source}: not a retrieval-ft result file (missing {', '.join(missing)}).")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvaluationResult:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: result file not found.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not valid JSON ({exc}).") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: not a retrieval-ft result file (expected a JSON object).")
+        return cls.from_dict(data, str(path))
