@@ -136,7 +136,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> 
         if key not in fields:
             close = difflib.get_close_matches(str(key), sorted(fields), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(fields))}."
-            raise ConfigError(f"unknown key {prefix}{key!r}.{hint}")
+            raise ConfigError(f"unknown key '{prefix}{key}'.{hint}")
         kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
     try:
         return cls(**kwargs)

@@ -57,8 +57,8 @@ class VectorIndex:
         if self.similarity is Similarity.EUCLIDEAN:
             scores = -scores
         out = []
-        for row_scores, row_pos in zip(scores, positions):
-            hits = [(self.ids[p], float(s)) for s, p in zip(row_scores, row_pos) if p >= 0]
+        for row_scores, row_pos in zip(scores, positions, strict=True):
+            hits = [(self.ids[p], float(s)) for s, p in zip(row_scores, row_pos, strict=True) if p >= 0]
             hits.sort(key=lambda h: (-h[1], h[0]))
             out.append(hits)
         return out

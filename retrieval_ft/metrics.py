@@ -65,9 +65,9 @@ def evaluate(qrels: QrelsMap, run: Run, metrics: tuple[str, ...] | list[str] = (
     with warnings.catch_warnings():
         # ranx hashes doc ids to uint64 and sorts them as int64; harmless, and noisy.
         warnings.filterwarnings("ignore", message="unsafe cast", category=Warning)
-        scores = ranx.evaluate(ranx_qrels, ranx_run, list(names), return_mean=False)  # type: ignore[attr-defined]
-    if len(names) == 1:
-        scores = {names[0]: scores}
-    per_query = {m: {q: float(v) for q, v in zip(judged, scores[m])} for m in names}
+        # ranx 0.3 mislooks-up the result of a lone metric with a cutoff, so always ask for two.
+        asked = list(names) + (["precision@1" if names[0] != "precision@1" else "hit_rate@1"] if len(names) == 1 else [])
+        scores = ranx.evaluate(ranx_qrels, ranx_run, asked, return_mean=False)  # type: ignore[attr-defined]
+    per_query = {m: {q: float(v) for q, v in zip(judged, scores[m], strict=True)} for m in names}
     mean = {m: float(sum(vals.values()) / len(vals)) for m, vals in per_query.items()}
     return MetricScores(mean, per_query, len(judged))

@@ -124,7 +124,11 @@ def fingerprint(model: SentenceTransformer) -> str:
     tokenizer = getattr(model, "tokenizer", None)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        h.update(backend.to_str().encode())
+        # Truncation and padding are call-time state the tokenizer keeps between calls, not part of it.
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        h.update(json.dumps(spec, sort_keys=True).encode())
     elif tokenizer is not None:
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     with torch.no_grad():

@@ -61,7 +61,7 @@ def evaluate(
     vectors = encoder.encode_queries(list(query_texts.values()))
     timings["encode_queries"] = time.perf_counter() - start
     start = time.perf_counter()
-    run = {q: dict(hits) for q, hits in zip(query_texts, retriever.index.search(vectors, config.k))}
+    run = {q: dict(hits) for q, hits in zip(query_texts, retriever.index.search(vectors, config.k), strict=True)}
     timings["search"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -92,4 +92,4 @@ class Retriever:
         """A run: query id -> {doc id: score} in rank order, for evaluation."""
         qids = list(queries)
         vectors = self.encoder.encode_queries([queries[q] for q in qids])
-        return {qid: dict(hits) for qid, hits in zip(qids, self.index.search(vectors, k))}
+        return {qid: dict(hits) for qid, hits in zip(qids, self.index.search(vectors, k), strict=True)}

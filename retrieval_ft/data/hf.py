@@ -59,8 +59,7 @@ def _single(ds: Any, path: Path) -> Any:
 
 
 def _rows(ds: Any) -> Iterator[Record]:
-    for i, row in enumerate(ds, start=1):
-        yield i, row
+    yield from enumerate(ds, start=1)
 
 
 def read_parquet(path: Path) -> Iterator[Record]:

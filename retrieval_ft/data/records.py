@@ -85,7 +85,7 @@ def read_table(path: str | Path, delimiter: str | None = None) -> Iterator[Recor
                     f"{where(path, lineno)}: {len(row)} columns, but the header has {len(header)} "
                     f"({', '.join(header)}); quote fields that contain {delimiter!r}."
                 )
-            yield lineno, dict(zip(header, row))
+            yield lineno, dict(zip(header, row, strict=True))
     except csv.Error as exc:
         raise DataError(f"{where(path, reader.line_num)}: malformed CSV ({exc}).") from None
 

@@ -1,0 +1,101 @@
+"""FAISS indexes (exact vs approximate, save/load, encoder checks) and the Retriever."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval_ft.config import EncodeConfig, IndexConfig, IndexKind, Similarity
+from retrieval_ft.data import load_dataset
+from retrieval_ft.encode import Encoder
+from retrieval_ft.errors import DataError, IndexMismatchError
+from retrieval_ft.index import VectorIndex, build_index
+from retrieval_ft.search import Retriever
+
+
+def _vectors(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _clustered(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
+    """Vectors around 30 centres, as embeddings of a corpus with topics are."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((30, d))
+    x = (centres[rng.integers(0, 30, n)] + 0.4 * rng.standard_normal((n, d))).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_flat_equals_brute_force():
+    docs, queries = _vectors(500), _vectors(20, seed=1)
+    ids = [f"d{i}" for i in range(500)]
+    hits = build_index(docs, ids, Similarity.COSINE).search(queries, 10)
+    exact = queries @ docs.T
+    for q, row in enumerate(hits):
+        expected = np.sort(exact[q])[::-1][:10]
+        np.testing.assert_allclose([s for _, s in row], expected, rtol=1e-5)
+        for doc_id, score in row:
+            assert exact[q, int(doc_id[1:])] == pytest.approx(score, abs=1e-5)
+
+
+def test_euclidean_scores_are_negative_squared_distances():
+    docs, queries = _vectors(100), _vectors(3, seed=2)
+    hits = build_index(docs, [str(i) for i in range(100)], Similarity.EUCLIDEAN).search(queries, 5)
+    d2 = ((queries[:, None, :] - docs[None]) ** 2).sum(-1)
+    for q, row in enumerate(hits):
+        np.testing.assert_allclose([-s for _, s in row], np.sort(d2[q])[:5], rtol=1e-4)
+
+
+@pytest.mark.parametrize(("kind", "min_recall"), [(IndexKind.HNSW, 0.95), (IndexKind.IVF, 0.8)])
+def test_approximate_indexes_recall(kind: IndexKind, min_recall: float):
+    both = _clustered(3050, seed=3)
+    docs, queries = both[:3000], both[3000:]
+    ids = [str(i) for i in range(3000)]
+    exact = build_index(docs, ids, Similarity.COSINE).search(queries, 10)
+    approx = build_index(docs, ids, Similarity.COSINE, IndexConfig(kind=kind)).search(queries, 10)
+    found = [len({d for d, _ in a} & {d for d, _ in e}) / 10 for a, e in zip(approx, exact, strict=True)]
+    assert np.mean(found) >= min_recall
+
+
+def test_save_load_roundtrip_and_fingerprint_check(tmp_path: Path):
+    docs, queries = _vectors(50), _vectors(4, seed=4)
+    index = build_index(docs, [f"x{i}" for i in range(50)], Similarity.COSINE,
+                        encoder={"name": "m", "fingerprint": "abc123"})
+    index.save(tmp_path / "idx")
+    sidecar = json.loads((tmp_path / "idx" / "index.json").read_text())
+    assert sidecar["encoder"]["fingerprint"] == "abc123"
+    assert (sidecar["dim"], sidecar["similarity"], sidecar["normalized"], sidecar["ids"][:2]) == (32, "cosine", True, ["x0", "x1"])
+    loaded = VectorIndex.load(tmp_path / "idx", expect_fingerprint="abc123")
+    assert loaded.search(queries, 5) == index.search(queries, 5)
+    with pytest.raises(IndexMismatchError, match="built by encoder 'm'"):
+        VectorIndex.load(tmp_path / "idx", expect_fingerprint="zzz999")
+    with pytest.raises(DataError, match="not an index folder"):
+        VectorIndex.load(tmp_path)
+    # saving again replaces the folder as a whole
+    build_index(docs[:10], [f"y{i}" for i in range(10)], Similarity.COSINE).save(tmp_path / "idx")
+    assert len(VectorIndex.load(tmp_path / "idx")) == 10
+
+
+def test_retriever_build_search_save_load(tiny_model, tiny_model_path, beir_dir: Path, tmp_path: Path):
+    dataset = load_dataset(beir_dir)
+    encoder = Encoder(tiny_model, EncodeConfig(query_prompt="q: "))
+    retriever = Retriever.build(encoder, dataset.corpus)
+    hits = retriever.search(["star galaxy planet", "flour sugar"], k=5)
+    assert [len(h) for h in hits] == [5, 5]
+    assert all(a.score >= b.score for h in hits for a, b in zip(h, h[1:], strict=False))
+    retriever.save(tmp_path / "idx")
+
+    reloaded = Retriever.load(tmp_path / "idx")  # encoder and query prompt come from the sidecar
+    assert reloaded.encoder.query_prompt == "q: "
+    assert Path(reloaded.encoder.path) == Path(tiny_model_path).resolve()
+    again = reloaded.search(["star galaxy planet", "flour sugar"], k=5)
+    assert [[h.doc_id for h in row] for row in again] == [[h.doc_id for h in row] for row in hits]
+
+    from .conftest import build_tiny_model
+
+    other = Encoder(str(build_tiny_model(tmp_path / "other", seed=5)))
+    with pytest.raises(IndexMismatchError, match="rebuild the index with this encoder"):
+        Retriever.load(tmp_path / "idx", model=other.model)
