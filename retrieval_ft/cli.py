@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--drop-unknown-judgments", action="store_true",
                     help="drop judgments naming unknown query/document ids instead of refusing the dataset")
     _add_encode_args(ev)
+
+    demo = sub.add_parser("demo-data", help="write the embedded demo dataset (a generated product catalog)",
+                          description="Write the seeded demo product-search dataset: products.csv, "
+                                      "queries.jsonl, qrels/{train,dev,test}.tsv and dataset.yaml.")
+    demo.add_argument("--out", default="out/demo-data", help="folder to write (default: out/demo-data)")
+    demo.add_argument("--products", type=int, default=2000, help="catalog size (default 2000)")
+    demo.add_argument("--queries", type=int, default=600, help="number of queries (default 600)")
+    demo.add_argument("--seed", type=int, default=13)
     return parser
 
 
@@ -107,7 +115,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate": _cmd_evaluate}
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .data.demo import write_demo
+
+    folder = write_demo(args.out, n_products=args.products, n_queries=args.queries, seed=args.seed)
+    dataset = load_dataset(folder)
+    splits = ", ".join(f"{s}: {len(dataset.split(s))} queries" for s in dataset.splits)
+    print(f"demo dataset written to {folder} ({len(dataset.corpus)} products; {splits})")
+    return EXIT_OK
+
+
+COMMANDS = {"evaluate": _cmd_evaluate, "demo-data": _cmd_demo_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
