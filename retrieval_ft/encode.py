@@ -22,7 +22,7 @@ import numpy as np
 from ._io import atomic_path, cache_dir, file_sha256, hash_strings, write_json_atomic
 from .config import EncodeConfig, Similarity
 from .errors import ConfigError
-from .models import fingerprint, load_model, model_source
+from .models import document_side, fingerprint, load_model, model_source
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -75,6 +75,9 @@ class Encoder:
         except ValueError:
             raise ConfigError(f"similarity {sim!r} is not supported for retrieval; use cosine, dot or euclidean.") from None
         self._fingerprint: str | None = None
+        self._document_fingerprint: str | None = None
+        # A query/document model (query-only tuning) routes by task; plain models ignore it.
+        self.routed = document_side(model) is not model
 
     @property
     def normalize(self) -> bool:
@@ -94,8 +97,16 @@ class Encoder:
             self._fingerprint = fingerprint(self.model)
         return self._fingerprint
 
+    @property
+    def document_fingerprint(self) -> str:
+        """Fingerprint of the document side alone: equal to the base model's after query-only tuning,
+        so the base's cached embeddings and indexes stay valid."""
+        if self._document_fingerprint is None:
+            self._document_fingerprint = fingerprint(document_side(self.model)) if self.routed else self.fingerprint
+        return self._document_fingerprint
+
     def refresh(self) -> None:
-        self._fingerprint = None
+        self._fingerprint = self._document_fingerprint = None
 
     def settings(self) -> dict[str, Any]:
         """Everything besides the weights that decides the vectors (kept beside indexes and results)."""
@@ -108,18 +119,19 @@ class Encoder:
         }
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "fingerprint": self.fingerprint, **self.settings()}
+        return {"name": self.name, "path": self.path, "fingerprint": self.fingerprint,
+                "document_fingerprint": self.document_fingerprint, **self.settings()}
 
     # -- encoding -------------------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], *, desc: str = "Encoding queries") -> np.ndarray:
         """(n_queries, dim) float32."""
-        return self._encode(texts, self.query_prompt, desc)
+        return self._encode(texts, self.query_prompt, desc, "query")
 
     def encode_documents(self, texts: Sequence[str], *, desc: str = "Encoding documents") -> np.ndarray:
         """(n_docs, dim) float32."""
-        return self._encode(texts, self.document_prompt, desc)
+        return self._encode(texts, self.document_prompt, desc, "document")
 
-    def _encode(self, texts: Sequence[str], prompt: str, desc: str) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], prompt: str, desc: str, task: str) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -127,6 +139,7 @@ class Encoder:
         # progress bar moves every chunk.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         chunk = self.config.batch_size * 8
+        extra = {"task": task} if self.routed else {}
         out: np.ndarray | None = None
         show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
         from tqdm.auto import tqdm
@@ -136,7 +149,7 @@ class Encoder:
                 idx = order[start:start + chunk]
                 vecs = self.model.encode(
                     [texts[i] for i in idx], prompt=prompt, batch_size=self.config.batch_size,
-                    convert_to_numpy=True, normalize_embeddings=self.normalize, show_progress_bar=False,
+                    convert_to_numpy=True, normalize_embeddings=self.normalize, show_progress_bar=False, **extra,
                 )
                 vecs = np.asarray(vecs, dtype=np.float32)
                 if out is None:
@@ -149,7 +162,7 @@ class Encoder:
     # -- corpus with cache ----------------------------------------------------------------------
     def cache_key(self, ids: Sequence[str], texts: Sequence[str]) -> str:
         settings = json.dumps({k: v for k, v in self.settings().items() if k != "query_prompt"}, sort_keys=True)
-        return hash_strings([f"v{CACHE_FORMAT}", self.fingerprint, settings, hash_strings(ids), hash_strings(texts)])
+        return hash_strings([f"v{CACHE_FORMAT}", self.document_fingerprint, settings, hash_strings(ids), hash_strings(texts)])
 
     def encode_corpus(self, docs: Sequence[Document] | dict[str, Document]) -> CorpusEmbeddings:
         """Embeddings of every document (title + text), from the cache when this encoder has seen

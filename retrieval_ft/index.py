@@ -75,6 +75,7 @@ class VectorIndex:
 
     @classmethod
     def load(cls, folder: str | Path, expect_fingerprint: str | None = None) -> VectorIndex:
+        """Read an index; `expect_fingerprint` (an encoder's document fingerprint) must match its builder's."""
         folder = Path(folder)
         sidecar, index_file = folder / SIDECAR, folder / INDEX_FILE
         if not sidecar.is_file() or not index_file.is_file():
@@ -84,8 +85,8 @@ class VectorIndex:
             ids = meta.pop("ids")
         except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
             raise DataError(f"{sidecar}: corrupt index sidecar ({exc}); rebuild the index.") from None
-        if expect_fingerprint is not None and meta.get("encoder", {}).get("fingerprint") != expect_fingerprint:
-            built_by = meta.get("encoder", {})
+        built_by = meta.get("encoder", {})
+        if expect_fingerprint is not None and (built_by.get("document_fingerprint") or built_by.get("fingerprint")) != expect_fingerprint:
             raise IndexMismatchError(
                 f"{folder}: this index was built by encoder {built_by.get('name')!r} (fingerprint "
                 f"{str(built_by.get('fingerprint'))[:12]}), not by the encoder given (fingerprint {expect_fingerprint[:12]}). "

@@ -7,6 +7,7 @@ hub ids (when the `demo` extra is installed); otherwise a Hugging Face hub id, w
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import importlib.util
 import json
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
 BUNDLED_ALIASES = ("sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 MODEL_MARKERS = ("modules.json", "config.json", "config_sentence_transformers.json")
+STAMP = "retrieval_ft.json"  # what made a tuned artifact: method, base model, data, hyper-parameters
+
+
+class ArtifactKind(str, enum.Enum):
+    FULL = "full"  # a complete sentence-transformers model folder
+    ADAPTER = "adapter"  # LoRA / hybrid: adapter weights; the base model is loaded from the stamp
+    QUERY_ONLY = "query-only"  # a query/document Router: tuned query side, base document side
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,12 @@ def load_model(
 ) -> SentenceTransformer:
     """Load a sentence-transformers model from a folder or hub id (see module docstring)."""
     resolved = resolve_model(name)
+    stamp = read_stamp(resolved.location) if resolved.local else None
+    if stamp is not None and stamp.get("artifact") == ArtifactKind.ADAPTER:
+        model = _load_adapter_artifact(resolved, stamp, device=device, trust_remote_code=trust_remote_code)
+        if max_seq_length is not None:
+            model.max_seq_length = max_seq_length
+        return model
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
     from sentence_transformers import SentenceTransformer
 
@@ -137,3 +151,155 @@ def fingerprint(model: SentenceTransformer) -> str:
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
             h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def read_stamp(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The stamp of a tuned artifact, or None for a plain model folder."""
+    path = Path(folder) / STAMP
+    if not path.is_file():
+        return None
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: corrupt artifact stamp ({exc}); re-run training or restore the file.") from None
+    if not isinstance(stamp, dict) or "artifact" not in stamp:
+        raise ModelError(f"{path}: not a retrieval-ft artifact stamp (no 'artifact' key).")
+    return stamp
+
+
+def _load_base(location: str, stamp: dict[str, Any], *, device: str | None, trust_remote_code: bool) -> SentenceTransformer:
+    """The base model an adapter was trained on, found by name or last path and checked by fingerprint."""
+    base = stamp.get("base") or {}
+    model = None
+    for candidate in (c for c in (base.get("name"), base.get("path")) if c):
+        try:
+            model = load_model(candidate, device=device, trust_remote_code=trust_remote_code)
+            break
+        except ModelError:
+            continue
+    if model is None:
+        raise ModelError(
+            f"{location}: this adapter needs its base model {base.get('name')!r} "
+            f"(last seen at {base.get('path')!r}), which cannot be found. Install or download that model, "
+            f"or merge the adapter where the base exists (retrieval-ft merge)."
+        )
+    if base.get("fingerprint") and fingerprint(model) != base["fingerprint"]:
+        raise ModelError(
+            f"{location}: the base model found for {base.get('name')!r} is not the one this adapter was "
+            f"trained on (fingerprint {fingerprint(model)[:12]}, expected {str(base['fingerprint'])[:12]})."
+        )
+    return model
+
+
+def _load_adapter_artifact(resolved: ResolvedModel, stamp: dict[str, Any], *, device: str | None,
+                           trust_remote_code: bool) -> SentenceTransformer:
+    """The base model with the adapter (LoRA weights and any fully trained modules) loaded onto it."""
+    model = _load_base(resolved.location, stamp, device=device, trust_remote_code=trust_remote_code)
+    try:
+        model.load_adapter(resolved.location)
+    except Exception as exc:  # peft raises several types for bad adapter files
+        raise ModelError(f"{resolved.location}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
+    model._retrieval_ft_source = resolved  # type: ignore[attr-defined]
+    return model
+
+
+# -- fine-tuning methods, decided in one place --------------------------------------------------
+def _linear_module_names(transformers_model: Any) -> list[str]:
+    import torch
+
+    return [name for name, module in transformers_model.named_modules()
+            if isinstance(module, torch.nn.Linear) and not name.startswith("pooler")]
+
+
+def default_full_modules(transformers_model: Any) -> tuple[str, ...]:
+    """The hybrid default: the transformer's last layer."""
+    layers = [name for name, _ in transformers_model.named_modules() if re.fullmatch(r"(.*\.)?layers?\.\d+", name)]
+    if not layers:
+        raise ModelError("hybrid tuning: cannot find the transformer's layers; name full_modules explicitly.")
+    return (max(layers, key=lambda n: int(n.rsplit(".", 1)[1])),)
+
+
+def prepare_for_training(model: SentenceTransformer, method: str, lora: Any = None,
+                         full_modules: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Make the parameters that `method` trains trainable (and only those); returns what was done.
+
+    full / query-only: every weight of `model` trains (for query-only, `model` is the query side).
+    lora: peft LoRA on the transformer's linear layers (or `lora.target_modules`), base frozen.
+    hybrid: LoRA on the linear layers outside `full_modules`, which train fully (peft modules_to_save).
+    """
+    from .config import LoraSettings, Method
+
+    method = Method(method)
+    if method in (Method.FULL, Method.QUERY_ONLY):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return {"method": method.value}
+    from peft import LoraConfig
+
+    lora = lora or LoraSettings()
+    tm = model.transformers_model
+    if tm is None:
+        raise ModelError("LoRA needs a model with a transformers backbone (a Transformer module).")
+    saved: tuple[str, ...] = ()
+    if method is Method.HYBRID:
+        saved = tuple(full_modules) if full_modules else default_full_modules(tm)
+        names = {n for n, _ in tm.named_modules()}
+        missing = [m for m in saved if m not in names and not any(n.endswith("." + m) for n in names)]
+        if missing:
+            raise ModelError(f"full_modules {missing} are not modules of the model; e.g. {sorted(names)[-3:]}.")
+    if lora.target_modules:
+        targets = list(lora.target_modules)
+    else:
+        targets = [n for n in _linear_module_names(tm)
+                   if not any(n == m or n.startswith(m + ".") or ("." + m + ".") in ("." + n + ".") for m in saved)]
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                        modules_to_save=list(saved) or None, bias="none")
+    model.add_adapter(config)
+    return {"method": method.value, "lora_targets": len(targets), "full_modules": list(saved)}
+
+
+def parameter_counts(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def query_document_model(query_model: SentenceTransformer, document_model: SentenceTransformer) -> SentenceTransformer:
+    """One model with a tuned query side and a fixed document side: `encode_document` and plain
+    `encode` use the document side, only `encode_query` (task="query") the query side."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Router
+
+    router = Router.for_query_document(query_modules=list(query_model.children()),
+                                       document_modules=list(document_model.children()), default_route="document")
+    return SentenceTransformer(modules=[router], device=str(query_model.device),
+                               similarity_fn_name=document_model.similarity_fn_name)
+
+
+def document_side(model: SentenceTransformer) -> SentenceTransformer:
+    """The modules that encode documents: the Router's document route, or the model itself."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Router
+
+    first = model[0] if len(model) else None
+    if isinstance(first, Router) and "document" in first.sub_modules and len(model) == 1:
+        doc = SentenceTransformer(modules=list(first.sub_modules["document"]), device=str(model.device),
+                                  similarity_fn_name=model.similarity_fn_name)
+        return doc
+    return model
+
+
+def merge_adapter(folder: str | os.PathLike[str]) -> SentenceTransformer:
+    """A plain model whose weights are the base with the adapter merged in (LoRA folded into the
+    linear layers, fully trained modules swapped in)."""
+    from peft import PeftModel
+
+    stamp = read_stamp(folder)
+    if stamp is None or stamp.get("artifact") != ArtifactKind.ADAPTER:
+        raise ModelError(f"{folder}: not a LoRA/hybrid adapter artifact (no adapter stamp); nothing to merge.")
+    base = _load_base(str(folder), stamp, device="cpu", trust_remote_code=False)
+    peft_model = PeftModel.from_pretrained(base.transformers_model, str(folder))
+    merged = peft_model.merge_and_unload()
+    transformer = base[0]
+    transformer.model = merged
+    return base

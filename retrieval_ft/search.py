@@ -30,12 +30,12 @@ class Hit:
 
 class Retriever:
     def __init__(self, encoder: Encoder, index: VectorIndex) -> None:
-        built_by = index.meta.get("encoder", {}).get("fingerprint")
-        if built_by is not None and built_by != encoder.fingerprint:
+        meta = index.meta.get("encoder", {})
+        built_by = meta.get("document_fingerprint") or meta.get("fingerprint")
+        if built_by is not None and built_by != encoder.document_fingerprint:
             raise IndexMismatchError(
-                f"this index was built by encoder {index.meta['encoder'].get('name')!r} "
-                f"(fingerprint {built_by[:12]}), not by {encoder.name!r} ({encoder.fingerprint[:12]}); "
-                "rebuild the index with this encoder."
+                f"this index was built by encoder {meta.get('name')!r} (document fingerprint {built_by[:12]}), "
+                f"not by {encoder.name!r} ({encoder.document_fingerprint[:12]}); rebuild the index with this encoder."
             )
         if index.similarity is not encoder.similarity:
             raise IndexMismatchError(
