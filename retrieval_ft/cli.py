@@ -62,6 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
                     help="drop judgments naming unknown query/document ids instead of refusing the dataset")
     _add_encode_args(ev)
 
+    tr = sub.add_parser(
+        "train", help="fine-tune an encoder: full, lora, hybrid or query-only",
+        description="Fine-tune on the dataset's train split (query, relevant document) pairs with the "
+                    "sentence-transformers Trainer; keep the checkpoint with the best dev NDCG@10.",
+    )
+    tr.add_argument("--model", required=True, help="base model folder, hub id, or all-MiniLM-L6-v2 (bundled)")
+    tr.add_argument("--data", required=True, help="dataset with a train split (see evaluate --help)")
+    tr.add_argument("--method", choices=["full", "lora", "hybrid", "query-only"], help="default: full")
+    tr.add_argument("--out", required=True, help="artifact folder (checkpoints go to OUT/checkpoints)")
+    tr.add_argument("--config", help="YAML with training settings (TrainConfig fields); flags override it")
+    tr.add_argument("--epochs", type=float)
+    tr.add_argument("--lr", type=float, help="learning rate (default 2e-5 full/query-only, 2e-4 lora/hybrid)")
+    tr.add_argument("--batch-size", type=int, help="pairs per step (default 32)")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--max-steps", type=int, help="stop after this many steps")
+    tr.add_argument("--hard-negatives", type=int, metavar="N", help="mine N hard negatives per pair with the base model")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    tr.add_argument("--drop-unknown-judgments", action="store_true", help="drop judgments naming unknown ids")
+    g = tr.add_argument_group("encoding")
+    g.add_argument("--query-prompt")
+    g.add_argument("--doc-prompt")
+    g.add_argument("--max-seq-length", type=int)
+    g.add_argument("--device")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    mg = sub.add_parser("merge", help="merge a LoRA/hybrid adapter into its base model",
+                        description="Write a plain model folder whose embeddings equal the adapter's.")
+    mg.add_argument("adapter", help="adapter folder written by `retrieval-ft train --method lora|hybrid`")
+    mg.add_argument("--out", required=True, help="folder for the merged model")
+
     demo = sub.add_parser("demo-data", help="write the embedded demo dataset (a generated product catalog)",
                           description="Write the seeded demo product-search dataset: products.csv, "
                                       "queries.jsonl, qrels/{train,dev,test}.tsv and dataset.yaml.")
@@ -115,6 +145,41 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import EncodeConfig, TrainConfig, from_dict, load_yaml
+
+    values = load_yaml(args.config) if args.config else {}
+    flags = {"method": args.method, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+             "seed": args.seed, "max_steps": args.max_steps}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.hard_negatives is not None:
+        values["hard_negatives"] = {**values.get("hard_negatives", {}), "enabled": args.hard_negatives > 0,
+                                    "num": max(1, args.hard_negatives)}
+    config = from_dict(TrainConfig, values, args.config or "")
+    encode = from_dict(EncodeConfig, {"query_prompt": args.query_prompt, "document_prompt": args.doc_prompt,
+                                      "max_seq_length": args.max_seq_length, "device": args.device,
+                                      "progress": False if args.no_progress else None})
+    from .train import finetune
+
+    result = finetune(args.model, args.data, config, args.out, encode=encode, resume=args.resume,
+                      unknown_ids="drop" if args.drop_unknown_judgments else "error")
+    best = f"{result.best_dev_ndcg:.4f}" if result.best_dev_ndcg is not None else "n/a"
+    print(f"{result.method} tuning done: {result.artifact}")
+    print(f"  best dev ndcg@10 {best} ({result.stamp['data']['dev']}); steps {result.stamp['steps']}; "
+          f"{result.train_seconds:.0f} s; peak memory {result.peak_memory_mb:.0f} MB")
+    print(f"  trainable parameters {result.trainable_params:,} of {result.total_params:,}; "
+          f"artifact {result.artifact_bytes / 2**20:.1f} MB")
+    return EXIT_OK
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .models import merge_adapter
+
+    out = merge_adapter(args.adapter, args.out)
+    print(f"merged model written to {out}")
+    return EXIT_OK
+
+
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .data.demo import write_demo
@@ -126,7 +191,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate": _cmd_evaluate, "demo-data": _cmd_demo_data}
+COMMANDS = {"evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "demo-data": _cmd_demo_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,7 @@ class EncodeConfig:
     progress: bool | None = None  # None shows progress bars on a terminal only
 
     def __post_init__(self) -> None:
+        _enum(self, "similarity", Similarity)
         _positive(self, "batch_size")
         if self.max_seq_length is not None:
             _positive(self, "max_seq_length")
@@ -61,6 +62,7 @@ class IndexConfig:
     ivf_nprobe: int = 16
 
     def __post_init__(self) -> None:
+        _enum(self, "kind", IndexKind)
         for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe"):
             _positive(self, name)
         if self.ivf_nlist is not None:
@@ -110,6 +112,18 @@ class EvalConfig:
         if not self.metrics:
             raise ConfigError("metrics: name at least one metric, e.g. ndcg@10.")
         object.__setattr__(self, "metrics", check_metrics(self.metrics, self.k))
+
+
+def _enum(obj: object, name: str, kind: type[enum.Enum]) -> None:
+    """Accept an enum member or its string value (Python callers pass strings too)."""
+    value = getattr(obj, name)
+    if value is None or isinstance(value, kind):
+        return
+    try:
+        object.__setattr__(obj, name, kind(value))
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in kind)
+        raise ConfigError(f"{name}: {value!r} is not one of {choices}.") from None
 
 
 def _positive(obj: object, name: str) -> None:
@@ -268,6 +282,8 @@ class TrainConfig:
     hard_negatives: HardNegatives = field(default_factory=HardNegatives)
 
     def __post_init__(self) -> None:
+        _enum(self, "method", Method)
+        _enum(self, "loss", Loss)
         for name in ("batch_size", "max_dev_queries", "dev_corpus_size", "evals_per_epoch", "mini_batch_size"):
             _positive(self, name)
         if self.max_steps is not None:
@@ -286,3 +302,21 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    """A YAML mapping read with the safe loader; errors name the file."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found.") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}.")
+    return data

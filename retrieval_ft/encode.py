@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ import numpy as np
 from ._io import atomic_path, cache_dir, file_sha256, hash_strings, write_json_atomic
 from .config import EncodeConfig, Similarity
 from .errors import ConfigError
-from .models import document_side, fingerprint, load_model, model_source
+from .models import document_side, fingerprint, load_model, model_source, read_stamp
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -62,6 +62,16 @@ class Encoder:
             model.max_seq_length = self.config.max_seq_length
         self.model = model
         source = model_source(model)
+        stamp = read_stamp(source.location) if source and source.local else None
+        if stamp and stamp.get("encode"):
+            # a tuned artifact: encode as it was trained, unless the caller says otherwise
+            saved = stamp["encode"]
+            self.config = replace(
+                self.config,
+                query_prompt=self.config.query_prompt if self.config.query_prompt is not None else saved.get("query_prompt"),
+                document_prompt=self.config.document_prompt if self.config.document_prompt is not None else saved.get("document_prompt"),
+                similarity=self.config.similarity or saved.get("similarity"),
+            )
         self.name = name or (source.name if source else type(model).__name__)
         self.path = source.location if source else None
         prompts = dict(getattr(model, "prompts", None) or {})

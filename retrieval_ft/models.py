@@ -289,17 +289,24 @@ def document_side(model: SentenceTransformer) -> SentenceTransformer:
     return model
 
 
-def merge_adapter(folder: str | os.PathLike[str]) -> SentenceTransformer:
-    """A plain model whose weights are the base with the adapter merged in (LoRA folded into the
-    linear layers, fully trained modules swapped in)."""
+def merge_adapter(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Write to `out` a plain model whose weights are the base with the adapter merged in (LoRA
+    folded into the linear layers, fully trained modules swapped in); its stamp says so."""
     from peft import PeftModel
+
+    from ._io import atomic_dir, write_json_atomic
 
     stamp = read_stamp(folder)
     if stamp is None or stamp.get("artifact") != ArtifactKind.ADAPTER:
         raise ModelError(f"{folder}: not a LoRA/hybrid adapter artifact (no adapter stamp); nothing to merge.")
     base = _load_base(str(folder), stamp, device="cpu", trust_remote_code=False)
-    peft_model = PeftModel.from_pretrained(base.transformers_model, str(folder))
-    merged = peft_model.merge_and_unload()
-    transformer = base[0]
-    transformer.model = merged
-    return base
+    try:
+        peft_model = PeftModel.from_pretrained(base.transformers_model, str(folder))
+    except Exception as exc:  # peft raises several types for bad adapter files
+        raise ModelError(f"{folder}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
+    base[0].model = peft_model.merge_and_unload()
+    merged_stamp = {**stamp, "artifact": ArtifactKind.FULL.value, "merged_from": str(Path(folder).resolve())}
+    with atomic_dir(out) as tmp:
+        base.save(str(tmp))
+        write_json_atomic(tmp / STAMP, merged_stamp)
+    return Path(out)

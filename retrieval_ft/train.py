@@ -1,0 +1,428 @@
+"""Fine-tuning with the sentence-transformers Trainer: full, LoRA, hybrid and query-only.
+
+Training pairs come from a split's judgments (query, relevant document) or from a pair/triplet
+file; optional hard negatives are mined with the base encoder's cached corpus embeddings. Model
+selection uses NDCG@10 on dev queries (the dataset's dev split, else a held-out slice of the train
+queries; the test split is never read). Checkpoints land in `OUT/checkpoints` and `resume=True`
+continues from the last one. The artifact written to OUT carries a stamp (retrieval_ft.json)
+saying what made it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._io import atomic_dir, write_json_atomic
+from .config import EncodeConfig, Loss, Method, TrainConfig, to_dict
+from .data import IRDataset, UnknownIds, load_dataset
+from .encode import Encoder
+from .errors import ConfigError, DataError
+from .index import build_index
+from .metrics import evaluate as score_run
+from .models import STAMP, ArtifactKind, parameter_counts, prepare_for_training, query_document_model
+from .results import library_versions
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+DEV_METRIC = "ndcg@10"
+
+
+@dataclass
+class TrainResult:
+    artifact: Path
+    method: str
+    best_dev_ndcg: float | None
+    history: list[dict[str, float]]  # dev NDCG@10 per evaluation (step, epoch)
+    train_seconds: float
+    peak_memory_mb: float
+    trainable_params: int
+    total_params: int
+    artifact_bytes: int
+    stamp: dict[str, Any] = field(default_factory=dict)
+
+
+# -- data ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingData:
+    pairs: list[tuple[str, str]]  # (query id, relevant doc id)
+    dev_qrels: dict[str, dict[str, int]]
+    dev_source: str
+
+
+def training_data(dataset: IRDataset, config: TrainConfig) -> TrainingData:
+    """Pairs from the train split and the dev queries for model selection (never the test split)."""
+    if config.split not in dataset.qrels:
+        raise DataError(
+            f"{dataset.source}: no '{config.split}' split to train on (splits: {', '.join(dataset.splits)}). "
+            "Add qrels/train.tsv, or pass a pair file."
+        )
+    train = dataset.split(config.split)
+    train_qids = [q for q in dataset.judged_queries(config.split)]
+    if config.dev_split in dataset.qrels and config.dev_split != config.split:
+        dev_qids = dataset.judged_queries(config.dev_split)[: config.max_dev_queries]
+        dev_qrels = {q: dataset.split(config.dev_split)[q] for q in dev_qids}
+        source = f"split '{config.dev_split}'"
+    else:
+        rng = random.Random(config.seed)
+        shuffled = list(train_qids)
+        rng.shuffle(shuffled)
+        n_dev = min(config.max_dev_queries, max(1, round(config.dev_fraction * len(shuffled))))
+        if len(shuffled) < 2:
+            raise DataError(f"{dataset.source}: split '{config.split}' has {len(shuffled)} judged queries; need at least 2.")
+        dev_qids = sorted(shuffled[:n_dev])
+        held = set(dev_qids)
+        train_qids = [q for q in train_qids if q not in held]
+        dev_qrels = {q: train[q] for q in dev_qids}
+        source = f"{len(dev_qids)} queries held out of split '{config.split}'"
+    pairs = [(q, d) for q in train_qids for d, g in train[q].items() if g > 0]
+    if not pairs:
+        raise DataError(f"{dataset.source}: split '{config.split}' has no relevant judgments to train on.")
+    return TrainingData(pairs=pairs, dev_qrels=dev_qrels, dev_source=source)
+
+
+def mine_hard_negatives(pairs: Sequence[tuple[str, str]], qrels: Mapping[str, Mapping[str, int]],
+                        query_vectors: Mapping[str, np.ndarray], doc_ids: list[str], doc_vectors: np.ndarray,
+                        num: int, range_max: int, relative_margin: float, similarity: Any) -> list[list[str]]:
+    """For each (query, positive): up to `num` documents among the base encoder's top `range_max`
+    that are not judged relevant for the query and score below (1 - relative_margin) x the
+    positive's score (those above are likely unjudged positives), best first; as
+    sentence-transformers' mine_hard_negatives does, but over cached embeddings."""
+    index = build_index(doc_vectors, doc_ids, similarity)
+    row = {d: i for i, d in enumerate(doc_ids)}
+    qids = sorted({q for q, _ in pairs})
+    hits = dict(zip(qids, index.search(np.stack([query_vectors[q] for q in qids]), range_max + 1), strict=True))
+    out = []
+    for q, pos in pairs:
+        pos_score = float(doc_vectors[row[pos]] @ query_vectors[q])
+        ceiling = pos_score * (1 - relative_margin) if pos_score > 0 else pos_score
+        judged = {d for d, g in qrels[q].items() if g > 0}
+        out.append([d for d, s in hits[q] if d not in judged and s < ceiling][:num])
+    return out
+
+
+# -- dev evaluation and the query-only loss ------------------------------------------------------
+def _evaluator_base() -> type:
+    from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
+
+    return SentenceEvaluator
+
+
+def make_dev_evaluator(queries: dict[str, str], qrels: dict[str, dict[str, int]], doc_ids: list[str],
+                       doc_texts: list[str] | None, fixed_doc_vectors: np.ndarray | None,
+                       query_prompt: str, document_prompt: str, normalize: bool, batch_size: int) -> Any:
+    """An evaluator for the Trainer: NDCG@10 of the dev queries over a dev corpus, computed with ranx.
+    With `fixed_doc_vectors` (query-only tuning) only the queries are re-encoded."""
+
+    class DevNDCG(_evaluator_base()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.name = "dev"
+            self.primary_metric = DEV_METRIC
+            self.history: list[dict[str, float]] = []
+
+        def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+            qids = list(queries)
+            qv = model.encode([queries[q] for q in qids], prompt=query_prompt, batch_size=batch_size,
+                              normalize_embeddings=normalize, convert_to_numpy=True, show_progress_bar=False)
+            if fixed_doc_vectors is not None:
+                dv = fixed_doc_vectors
+            else:
+                dv = model.encode(doc_texts, prompt=document_prompt, batch_size=batch_size,
+                                  normalize_embeddings=normalize, convert_to_numpy=True, show_progress_bar=False)
+            scores = np.asarray(qv, dtype=np.float32) @ np.asarray(dv, dtype=np.float32).T  # (n_queries, n_docs)
+            k = min(100, len(doc_ids))
+            run = {}
+            for qi, q in enumerate(qids):
+                top = np.argpartition(-scores[qi], k - 1)[:k]
+                run[q] = {doc_ids[j]: float(scores[qi, j]) for j in top}
+            value = score_run(qrels, run, [DEV_METRIC]).mean[DEV_METRIC]
+            self.history.append({"step": int(steps), "epoch": float(epoch), DEV_METRIC: value})
+            logger.info("dev %s at step %s: %.4f", DEV_METRIC, steps, value)
+            return self.prefix_name_to_metrics({DEV_METRIC: value}, self.name)
+
+    return DevNDCG()
+
+
+def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bool, scale: float = 20.0) -> Any:
+    """MultipleNegativesRankingLoss against fixed document vectors (query-only tuning).
+
+    Each example is a query text plus `label` = row indices of its positive (first) and hard
+    negatives in `doc_vectors`; every document of the batch is a candidate for every query, and a
+    query's own positive appearing in another column is masked rather than counted as a negative.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class FixedDocumentsMNRL(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.scale = scale
+            self.register_buffer("docs", torch.from_numpy(np.ascontiguousarray(doc_vectors, dtype=np.float32)),
+                                 persistent=False)
+
+        def forward(self, sentence_features: list[dict[str, Any]], labels: Any) -> Any:
+            q = self.model(sentence_features[0])["sentence_embedding"]
+            if normalize:
+                q = F.normalize(q, dim=-1)
+            labels = labels.long().view(q.shape[0], -1)  # (batch, 1 + negatives)
+            cand = labels.reshape(-1)  # (batch * (1 + negatives),)
+            d = self.docs.to(q.device)[cand]
+            scores = q @ d.T * self.scale  # (batch, candidates)
+            target = torch.arange(q.shape[0], device=q.device) * labels.shape[1]
+            same_doc = cand.unsqueeze(0) == labels[:, :1]  # (batch, candidates): the query's positive
+            own = torch.zeros_like(same_doc)
+            own[torch.arange(q.shape[0]), target] = True
+            scores = scores.masked_fill(same_doc & ~own, float("-inf"))
+            return F.cross_entropy(scores, target)
+
+        @property
+        def citation(self) -> str:
+            return ""
+
+    return FixedDocumentsMNRL()
+
+
+# -- the training run ---------------------------------------------------------------------------
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    ckpts = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+
+
+def _loss(model: Any, config: TrainConfig) -> Any:
+    from sentence_transformers.sentence_transformer import losses
+
+    if config.loss is Loss.CACHED_MNRL:
+        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
+    else:
+        loss = losses.MultipleNegativesRankingLoss(model)
+    if config.matryoshka_dims:
+        dim = model.get_embedding_dimension()
+        bad = [d for d in config.matryoshka_dims if d > (dim or 0)]
+        if bad:
+            raise ConfigError(f"matryoshka_dims {bad} exceed the model's dimension {dim}.")
+        loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=list(config.matryoshka_dims))
+    return loss
+
+
+def finetune(
+    model: str | SentenceTransformer,
+    data: IRDataset | str | Path,
+    config: TrainConfig | None = None,
+    out: str | Path = "tuned",
+    *,
+    encode: EncodeConfig | None = None,
+    resume: bool = False,
+    unknown_ids: UnknownIds | str = UnknownIds.ERROR,
+    callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Fine-tune `model` on `data`'s train split with `config.method`; write the artifact to `out`.
+
+    `resume` continues from the last checkpoint in `out/checkpoints`; `callbacks` are passed to the
+    transformers Trainer.
+    """
+    import datasets as hf_datasets
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    config = config or TrainConfig()
+    encode = encode or EncodeConfig()
+    out = Path(out)
+    ckpt_dir = out / CHECKPOINTS
+    last = _last_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+    if last is not None and not resume:
+        raise ConfigError(f"{out} holds checkpoints of an earlier run ({last.name}); pass --resume to continue it, "
+                          "or choose another output folder.")
+    if resume and last is None:
+        logger.warning("--resume: no checkpoint in %s; starting from the beginning.", ckpt_dir)
+
+    dataset = data if isinstance(data, IRDataset) else load_dataset(data, unknown_ids)
+    tdata = training_data(dataset, config)
+    seed = config.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    base = Encoder(model, encode)
+    base_info = {"name": base.name, "path": base.path, "fingerprint": base.fingerprint}
+    normalize = base.normalize
+    doc_ids = list(dataset.corpus)
+    row = {d: i for i, d in enumerate(doc_ids)}
+    need_base_vectors = config.method is Method.QUERY_ONLY or config.hard_negatives.enabled
+    corpus_vectors = base.encode_corpus(dataset.corpus).vectors if need_base_vectors else None  # (n_docs, dim)
+
+    negatives: list[list[str]] = [[] for _ in tdata.pairs]
+    if config.hard_negatives.enabled:
+        assert corpus_vectors is not None
+        qids = sorted({q for q, _ in tdata.pairs})
+        qvecs = dict(zip(qids, base.encode_queries([dataset.queries[q] for q in qids]), strict=True))
+        hn = config.hard_negatives
+        negatives = mine_hard_negatives(tdata.pairs, dataset.split(config.split), qvecs, doc_ids, corpus_vectors,
+                                        hn.num, hn.range_max, hn.relative_margin, base.similarity)
+        keep = [i for i, n in enumerate(negatives) if len(n) == hn.num]
+        if len(keep) < len(negatives):
+            logger.warning("hard negatives: %d of %d pairs found fewer than %d negatives and were dropped.",
+                           len(negatives) - len(keep), len(negatives), hn.num)
+        tdata = TrainingData([tdata.pairs[i] for i in keep], tdata.dev_qrels, tdata.dev_source)
+        negatives = [negatives[i] for i in keep]
+    n_neg = config.hard_negatives.num if config.hard_negatives.enabled else 0
+
+    # dev corpus: every document judged for a dev query, then random others up to dev_corpus_size
+    rng = random.Random(seed)
+    dev_docs = list(dict.fromkeys(d for docs in tdata.dev_qrels.values() for d in docs))
+    others = [d for d in doc_ids if d not in set(dev_docs)]
+    dev_docs += rng.sample(others, max(0, min(len(others), config.dev_corpus_size - len(dev_docs))))
+    dev_queries = {q: dataset.queries[q] for q in tdata.dev_qrels}
+
+    if config.method is Method.QUERY_ONLY:
+        assert corpus_vectors is not None
+        train_model = copy.deepcopy(base.model)
+        document_model = base.model
+        for p in document_model.parameters():
+            p.requires_grad_(False)
+        rows = {"anchor": [dataset.queries[q] for q, _ in tdata.pairs],
+                "label": [[row[d]] + [row[n] for n in negs] for (_, d), negs in zip(tdata.pairs, negatives, strict=True)]}
+        loss = make_fixed_documents_loss(train_model, corpus_vectors, normalize)
+        evaluator = make_dev_evaluator(dev_queries, tdata.dev_qrels, dev_docs, None,
+                                       corpus_vectors[[row[d] for d in dev_docs]], base.query_prompt,
+                                       base.document_prompt, normalize, encode.batch_size)
+        prompts = {"anchor": base.query_prompt} if base.query_prompt else None
+        sampler = BatchSamplers.BATCH_SAMPLER
+        prep = prepare_for_training(train_model, config.method)
+    else:
+        train_model = base.model
+        prep = prepare_for_training(train_model, config.method, config.lora, config.full_modules)
+        rows = {"anchor": [dataset.queries[q] for q, _ in tdata.pairs],
+                "positive": [dataset.corpus[d].full_text for _, d in tdata.pairs]}
+        for j in range(n_neg):
+            rows[f"negative_{j + 1}"] = [dataset.corpus[negs[j]].full_text for negs in negatives]
+        loss = _loss(train_model, config)
+        evaluator = make_dev_evaluator(dev_queries, tdata.dev_qrels, dev_docs,
+                                       [dataset.corpus[d].full_text for d in dev_docs], None, base.query_prompt,
+                                       base.document_prompt, normalize, encode.batch_size)
+        prompts = {c: (base.query_prompt if c == "anchor" else base.document_prompt) for c in rows}
+        prompts = {c: p for c, p in prompts.items() if p} or None
+        sampler = BatchSamplers.NO_DUPLICATES
+    train_set = hf_datasets.Dataset.from_dict(rows)
+
+    trainable, total = parameter_counts(train_model)
+    steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))
+    total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+    eval_steps = max(1, min(total_steps, steps_per_epoch // config.evals_per_epoch or 1))
+    show = encode.progress if encode.progress is not None else sys.stderr.isatty()
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps
+        weight_decay=config.weight_decay,
+        seed=seed,
+        data_seed=seed,
+        batch_sampler=sampler,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=f"eval_dev_{DEV_METRIC}",
+        greater_is_better=True,
+        logging_steps=max(1, eval_steps // 2),
+        report_to="none",
+        disable_tqdm=not show,
+        dataloader_num_workers=0,
+        prompts=prompts,
+        use_cpu=encode.device == "cpu" or not torch.cuda.is_available(),
+    )
+    trainer = SentenceTransformerTrainer(model=train_model, args=args, train_dataset=train_set, loss=loss,
+                                         evaluator=evaluator, callbacks=callbacks)
+    logger.info("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
+                config.method.value, len(train_set), total_steps, tdata.dev_source, trainable, total)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(last) if (resume and last is not None) else None)
+    train_seconds = time.perf_counter() - start
+    peak = _peak_memory_mb()
+
+    history = _dev_history(trainer, evaluator)
+    best = max((h[DEV_METRIC] for h in history), default=None)
+    final = trainer.model
+    if config.method is Method.QUERY_ONLY:
+        final = query_document_model(final, document_model)
+        kind = ArtifactKind.QUERY_ONLY
+    elif config.method is Method.FULL:
+        kind = ArtifactKind.FULL
+    else:
+        kind = ArtifactKind.ADAPTER
+    stamp = {
+        "artifact": kind.value,
+        "method": config.method.value,
+        "base": base_info,
+        "data": {"path": dataset.source, "split": config.split, "fingerprint": dataset.fingerprint(config.split),
+                 "pairs": len(train_set), "hard_negatives": n_neg, "dev": tdata.dev_source,
+                 "dev_corpus_size": len(dev_docs)},
+        "config": to_dict(config),
+        "learning_rate": config.learning_rate,
+        "encode": {k: v for k, v in base.settings().items() if k != "max_seq_length"},
+        "max_seq_length": base.model.max_seq_length,
+        "steps": trainer.state.global_step,
+        "train_seconds": round(train_seconds, 2),
+        "peak_memory_mb": round(peak, 1),
+        "trainable_params": trainable,
+        "total_params": total,
+        "preparation": prep,
+        "best_dev_ndcg@10": best,
+        "dev_history": history,
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+        "versions": library_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with atomic_dir(out) as tmp:
+        final.save(str(tmp))
+        write_json_atomic(tmp / STAMP, stamp)
+    size = _folder_bytes(out)
+    stamp["artifact_bytes"] = size
+    write_json_atomic(out / STAMP, stamp)
+    return TrainResult(artifact=out, method=config.method.value, best_dev_ndcg=best, history=history,
+                       train_seconds=train_seconds, peak_memory_mb=peak, trainable_params=trainable,
+                       total_params=total, artifact_bytes=size, stamp=stamp)
+
+
+def _dev_history(trainer: Any, evaluator: Any) -> list[dict[str, float]]:
+    """Dev NDCG@10 per evaluation, from the trainer's log (which survives a resume)."""
+    key = f"eval_dev_{DEV_METRIC}"
+    history = [{"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), DEV_METRIC: float(e[key])}
+               for e in trainer.state.log_history if key in e]
+    return history or list(evaluator.history)

@@ -1,0 +1,205 @@
+"""Fine-tuning end to end on a tiny offline encoder: each method trains, saves, reloads, evaluates."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval_ft.cli import main
+from retrieval_ft.config import EncodeConfig, HardNegatives, Similarity, TrainConfig
+from retrieval_ft.data import load_dataset
+from retrieval_ft.encode import Encoder
+from retrieval_ft.errors import ConfigError, ModelError
+from retrieval_ft.models import STAMP, fingerprint, load_model, merge_adapter
+from retrieval_ft.pipeline import evaluate
+from retrieval_ft.train import finetune, make_fixed_documents_loss, mine_hard_negatives, training_data
+
+from .conftest import write_beir
+
+TEXTS = ["star galaxy orbit", "flour sugar bake", "goal match referee", "vaccine dose"]
+FAST = dict(max_steps=4, batch_size=8, evals_per_epoch=2, warmup_ratio=0.0)
+ENC = EncodeConfig(progress=False)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_beir(tmp_path_factory.mktemp("train-data") / "beir", n_docs=60)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_path: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One short run per method (learning rates high enough to move a tiny model in 4 steps)."""
+    out = tmp_path_factory.mktemp("artifacts")
+    runs = {}
+    for method, lr in (("full", 5e-3), ("lora", 2e-2), ("hybrid", 2e-2), ("query-only", 5e-3)):
+        runs[method] = finetune(str(tiny_model_path), data_dir, TrainConfig(method=method, lr=lr, **FAST),
+                                out / method, encode=ENC)
+    return runs
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "hybrid", "query-only"])
+def test_each_method_trains_saves_reloads_and_evaluates(trained, method, tiny_model_path, data_dir):
+    result = trained[method]
+    stamp = json.loads((result.artifact / STAMP).read_text())
+    assert stamp["method"] == method and stamp["steps"] == 4
+    assert stamp["base"]["fingerprint"] == fingerprint(load_model(str(tiny_model_path)))
+    assert stamp["data"]["fingerprint"] == load_dataset(data_dir).fingerprint("train")
+    for key in ("train_seconds", "peak_memory_mb", "trainable_params", "total_params", "best_dev_ndcg@10", "versions",
+                "config", "artifact_bytes"):
+        assert key in stamp, key
+    assert len(stamp["dev_history"]) == 4 and result.best_dev_ndcg == max(h["ndcg@10"] for h in stamp["dev_history"])
+
+    base = Encoder(str(tiny_model_path), ENC)
+    tuned = Encoder(str(result.artifact), ENC)
+    assert tuned.fingerprint != base.fingerprint  # it learned something
+    assert not np.allclose(tuned.encode_queries(TEXTS), base.encode_queries(TEXTS), atol=1e-4)
+    res = evaluate(tuned, data_dir)
+    assert 0.0 <= res.metrics["ndcg@10"] <= 1.0 and res.model["name"] == str(result.artifact)
+
+
+def test_parameter_counts_and_sizes_follow_the_method(trained):
+    full, lora, hybrid = trained["full"], trained["lora"], trained["hybrid"]
+    assert full.trainable_params == full.total_params
+    assert 0 < lora.trainable_params < hybrid.trainable_params < full.trainable_params
+    assert lora.artifact_bytes < full.artifact_bytes
+    assert json.loads((hybrid.artifact / STAMP).read_text())["preparation"]["full_modules"] == ["encoder.layer.1"]
+
+
+def test_query_only_keeps_documents_bit_identical(trained, tiny_model_path):
+    base = Encoder(str(tiny_model_path), ENC)
+    tuned = Encoder(str(trained["query-only"].artifact), ENC)
+    assert tuned.routed and tuned.document_fingerprint == base.fingerprint
+    np.testing.assert_array_equal(tuned.encode_documents(TEXTS), base.encode_documents(TEXTS))
+    # plain encode (no task) also takes the document side: documents cannot be encoded by mistake
+    plain = tuned.model.encode(TEXTS, convert_to_numpy=True)
+    np.testing.assert_array_equal(plain, base.model.encode(TEXTS, convert_to_numpy=True))
+    assert not np.allclose(tuned.encode_queries(TEXTS), base.encode_queries(TEXTS), atol=1e-4)
+
+
+def test_query_only_reuses_base_corpus_embeddings(trained, tiny_model_path, data_dir):
+    evaluate(str(tiny_model_path), data_dir)
+    again = evaluate(str(trained["query-only"].artifact), data_dir)
+    assert again.cache["hit"] is True
+
+
+@pytest.mark.parametrize("method", ["lora", "hybrid"])
+def test_merged_adapter_embeds_like_the_adapter(trained, method, tmp_path):
+    adapter = Encoder(str(trained[method].artifact), ENC)
+    merged_dir = merge_adapter(trained[method].artifact, tmp_path / "merged")
+    merged = Encoder(str(merged_dir), ENC)
+    assert json.loads((merged_dir / STAMP).read_text())["artifact"] == "full"
+    diff = np.abs(adapter.encode_documents(TEXTS) - merged.encode_documents(TEXTS)).max()
+    assert diff < 1e-4
+    assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
+
+
+def test_adapter_without_its_base_is_refused(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(trained["lora"].artifact, copy)
+    stamp = json.loads((copy / STAMP).read_text())
+    stamp["base"] = {**stamp["base"], "name": str(tmp_path / "gone"), "path": str(tmp_path / "gone")}
+    (copy / STAMP).write_text(json.dumps(stamp))
+    with pytest.raises(ModelError, match="needs its base model"):
+        load_model(str(copy))
+
+
+class StopAt:
+    """A Trainer callback that interrupts training, as a kill would, after a given step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __getattr__(self, name):  # every other callback event is a no-op
+        return lambda *args, **kwargs: None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_reaches_the_same_model(tiny_model_path, data_dir, tmp_path):
+    config = TrainConfig(method="full", lr=5e-3, max_steps=6, batch_size=8, evals_per_epoch=2, warmup_ratio=0.0)
+    whole = finetune(str(tiny_model_path), data_dir, config, tmp_path / "whole", encode=ENC)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(str(tiny_model_path), data_dir, config, tmp_path / "cut", encode=ENC, callbacks=[StopAt(5)])
+    assert not (tmp_path / "cut" / STAMP).exists() and (tmp_path / "cut" / "checkpoints").is_dir()
+    with pytest.raises(ConfigError, match="pass --resume"):
+        finetune(str(tiny_model_path), data_dir, config, tmp_path / "cut", encode=ENC)
+    resumed = finetune(str(tiny_model_path), data_dir, config, tmp_path / "cut", encode=ENC, resume=True)
+    a = Encoder(str(whole.artifact), ENC).encode_documents(TEXTS)
+    b = Encoder(str(resumed.artifact), ENC).encode_documents(TEXTS)
+    # same seed, same data order (the checkpoint restores RNG states): equal up to float reassociation
+    assert np.abs(a - b).max() < 1e-5
+    assert resumed.stamp["steps"] == 6 and [h["step"] for h in resumed.history] == [h["step"] for h in whole.history]
+
+
+def test_dev_queries_come_from_train_never_test(tmp_path):
+    ds = load_dataset(write_beir(tmp_path / "d"))
+    td = training_data(ds, TrainConfig())
+    train_q = set(ds.split("train"))
+    assert set(td.dev_qrels) <= train_q and not set(td.dev_qrels) & set(ds.split("test"))
+    assert not {q for q, _ in td.pairs} & set(td.dev_qrels)
+    # a dataset with a dev split uses it
+    (tmp_path / "d" / "qrels" / "dev.tsv").write_text((tmp_path / "d" / "qrels" / "test.tsv").read_text())
+    ds = load_dataset(tmp_path / "d")
+    td = training_data(ds, TrainConfig())
+    assert td.dev_source == "split 'dev'" and set(td.dev_qrels) == set(ds.split("dev"))
+
+
+def test_hard_negative_mining_skips_positives_and_near_positives():
+    docs = np.array([[1, 0], [0.99, 0.141], [0.9, 0.436], [0.6, 0.8], [0, 1]], dtype=np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    query = {"q": np.array([1, 0], dtype=np.float32)}
+    qrels = {"q": {"d0": 1, "d2": 1}}
+    negs = mine_hard_negatives([("q", "d0")], qrels, query, ["d0", "d1", "d2", "d3", "d4"], docs,
+                               num=2, range_max=5, relative_margin=0.05, similarity=Similarity.COSINE)
+    # d1 scores 0.99 >= 0.95 * 1.0 (likely an unjudged positive); d2 is judged relevant
+    assert negs == [["d3", "d4"]]
+
+
+def test_fixed_documents_loss_exact_value():
+    class Identity(torch.nn.Module):
+        def forward(self, features):
+            return {"sentence_embedding": features["x"]}
+
+    docs = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    loss = make_fixed_documents_loss(Identity(), docs, normalize=False, scale=1.0)
+    q = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([[0, 2], [1, 0]])  # positive first, then a hard negative
+    value = loss([{"x": q}], labels).item()
+    # candidates d0, d2, d1, d0; row 0 target col 0 (the later d0 is masked), row 1 target col 2
+    row0 = -2 + math.log(math.exp(2) + math.exp(2) + math.exp(0))
+    row1 = -1 + math.log(math.exp(0) + math.exp(1) + math.exp(1) + math.exp(0))
+    assert value == pytest.approx((row0 + row1) / 2, abs=1e-6)
+
+
+def test_config_rejects_inconsistent_settings():
+    with pytest.raises(ConfigError, match="full_modules applies to method 'hybrid' only"):
+        TrainConfig(method="lora", full_modules=("encoder.layer.1",))
+    with pytest.raises(ConfigError, match="method: 'qlora' is not one of"):
+        TrainConfig(method="qlora")
+    assert TrainConfig(method="lora").learning_rate == pytest.approx(10 * TrainConfig().learning_rate)
+    assert HardNegatives(num=2).num == 2
+
+
+def test_cli_train_merge_evaluate(capsys, tiny_model_path, data_dir, tmp_path):
+    art = tmp_path / "lora"
+    code = main(["train", "--model", str(tiny_model_path), "--data", str(data_dir), "--method", "lora",
+                 "--out", str(art), "--max-steps", "2", "--batch-size", "8", "--no-progress", "--hard-negatives", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "lora tuning done" in out and "trainable parameters" in out
+    assert json.loads((art / STAMP).read_text())["data"]["hard_negatives"] == 1
+    assert main(["merge", str(art), "--out", str(tmp_path / "merged")]) == 0
+    assert main(["evaluate", "--model", str(tmp_path / "merged"), "--data", str(data_dir), "--no-progress"]) == 0
+    assert main(["merge", str(tmp_path / "merged"), "--out", str(tmp_path / "again")]) == 2
+    assert "not a LoRA/hybrid adapter" in capsys.readouterr().err
+    code = main(["train", "--model", str(tiny_model_path), "--data", str(data_dir), "--out", str(art), "--epochs", "0"])
+    assert code == 2 and "epochs must be positive" in capsys.readouterr().err
