@@ -25,8 +25,12 @@ __all__ = [
     "RetrievalFTError",
     "VectorIndex",
     "build_index",
+    "TrainConfig",
+    "TrainResult",
     "evaluate",
     "evaluate_run",
+    "finetune",
+    "merge_adapter",
     "load_dataset",
     "load_model",
 ]
@@ -34,7 +38,8 @@ __all__ = [
 _LOCATIONS = {
     "ConfigError": "errors", "DataError": "errors", "IndexMismatchError": "errors", "ModelError": "errors",
     "RetrievalFTError": "errors",
-    "EncodeConfig": "config", "EvalConfig": "config", "IndexConfig": "config",
+    "EncodeConfig": "config", "EvalConfig": "config", "IndexConfig": "config", "TrainConfig": "config",
+    "TrainResult": "train", "finetune": "train", "merge_adapter": "models",
     "IRDataset": "data", "load_dataset": "data",
     "load_model": "models",
     "Encoder": "encode",
@@ -45,16 +50,17 @@ _LOCATIONS = {
 }
 
 if TYPE_CHECKING:
-    from .config import EncodeConfig, EvalConfig, IndexConfig
+    from .config import EncodeConfig, EvalConfig, IndexConfig, TrainConfig
     from .data import IRDataset, load_dataset
     from .encode import Encoder
     from .errors import ConfigError, DataError, IndexMismatchError, ModelError, RetrievalFTError
     from .index import VectorIndex, build_index
     from .metrics import evaluate as evaluate_run
-    from .models import load_model
+    from .models import load_model, merge_adapter
     from .pipeline import evaluate
     from .results import EvaluationResult
     from .search import Hit, Retriever
+    from .train import TrainResult, finetune
 
 
 def __getattr__(name: str) -> Any:

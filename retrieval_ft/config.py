@@ -240,8 +240,10 @@ class LoraSettings:
 class HardNegatives:
     """Negatives mined with the base encoder (from its cached corpus embeddings)."""
 
-    enabled: bool = False
-    num: int = 1  # negatives per (query, positive) pair
+    # None: on for query-only tuning (documents are never re-encoded there, so negatives cost almost
+    # nothing), off for the others (each negative is one more document to encode per example)
+    enabled: bool | None = None
+    num: int = 3  # negatives per (query, positive) pair
     range_max: int = 50  # look among the top range_max documents
     # skip candidates scoring above (1 - relative_margin) * the positive's score: likely unjudged positives
     relative_margin: float = 0.05
@@ -253,14 +255,14 @@ class HardNegatives:
             raise ConfigError(f"hard_negatives.relative_margin must be in [0, 1), got {self.relative_margin!r}.")
 
 
-DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 2e-4, Method.HYBRID: 2e-4, Method.QUERY_ONLY: 2e-5}
+DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 2e-4, Method.HYBRID: 2e-4, Method.QUERY_ONLY: 1e-4}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     method: Method = Method.FULL
     epochs: float = 1.0
-    lr: float | None = None  # None: 2e-5 for full and query-only, 10x that for LoRA and hybrid
+    lr: float | None = None  # None: 2e-5 for full, 10x that for LoRA and hybrid, 1e-4 for query-only
     batch_size: int = 32
     seed: int = 42
     warmup_ratio: float = 0.1
@@ -302,6 +304,11 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    @property
+    def mines_negatives(self) -> bool:
+        enabled = self.hard_negatives.enabled
+        return self.method is Method.QUERY_ONLY if enabled is None else enabled
 
 
 def load_yaml(path: str) -> dict[str, Any]:

@@ -279,11 +279,11 @@ def finetune(
     normalize = base.normalize
     doc_ids = list(dataset.corpus)
     row = {d: i for i, d in enumerate(doc_ids)}
-    need_base_vectors = config.method is Method.QUERY_ONLY or config.hard_negatives.enabled
+    need_base_vectors = config.method is Method.QUERY_ONLY or config.mines_negatives
     corpus_vectors = base.encode_corpus(dataset.corpus).vectors if need_base_vectors else None  # (n_docs, dim)
 
     negatives: list[list[str]] = [[] for _ in tdata.pairs]
-    if config.hard_negatives.enabled:
+    if config.mines_negatives:
         assert corpus_vectors is not None
         qids = sorted({q for q, _ in tdata.pairs})
         qvecs = dict(zip(qids, base.encode_queries([dataset.queries[q] for q in qids]), strict=True))
@@ -296,7 +296,7 @@ def finetune(
                            len(negatives) - len(keep), len(negatives), hn.num)
         tdata = TrainingData([tdata.pairs[i] for i in keep], tdata.dev_qrels, tdata.dev_source)
         negatives = [negatives[i] for i in keep]
-    n_neg = config.hard_negatives.num if config.hard_negatives.enabled else 0
+    n_neg = config.hard_negatives.num if config.mines_negatives else 0
 
     # dev corpus: every document judged for a dev query, then random others up to dev_corpus_size
     rng = random.Random(seed)
@@ -335,6 +335,8 @@ def finetune(
         prompts = {c: p for c, p in prompts.items() if p} or None
         sampler = BatchSamplers.NO_DUPLICATES
     train_set = hf_datasets.Dataset.from_dict(rows)
+    # the model card's widget examples cost an extra encode pass and print a progress bar
+    train_model.model_card_data.generate_widget_examples = False
 
     trainable, total = parameter_counts(train_model)
     steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))
@@ -399,6 +401,8 @@ def finetune(
         "max_seq_length": base.model.max_seq_length,
         "steps": trainer.state.global_step,
         "train_seconds": round(train_seconds, 2),
+        # time spent in dev evaluations, included in train_seconds
+        "eval_seconds": round(sum(float(e.get("eval_runtime", 0.0)) for e in trainer.state.log_history), 2),
         "peak_memory_mb": round(peak, 1),
         "trainable_params": trainable,
         "total_params": total,

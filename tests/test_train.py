@@ -203,3 +203,12 @@ def test_cli_train_merge_evaluate(capsys, tiny_model_path, data_dir, tmp_path):
     assert "not a LoRA/hybrid adapter" in capsys.readouterr().err
     code = main(["train", "--model", str(tiny_model_path), "--data", str(data_dir), "--out", str(art), "--epochs", "0"])
     assert code == 2 and "epochs must be positive" in capsys.readouterr().err
+
+
+def test_cached_mnrl_and_matryoshka_losses_train(tiny_model_path, data_dir, tmp_path):
+    config = TrainConfig(method="full", loss="cached-mnrl", mini_batch_size=4, matryoshka_dims=(32, 16), lr=5e-3, **FAST)
+    result = finetune(str(tiny_model_path), data_dir, config, tmp_path / "cmnrl", encode=ENC)
+    assert result.stamp["config"]["loss"] == "cached-mnrl" and result.stamp["config"]["matryoshka_dims"] == [32, 16]
+    assert Encoder(str(result.artifact), ENC).fingerprint != Encoder(str(tiny_model_path), ENC).fingerprint
+    with pytest.raises(ConfigError, match="exceed the model's dimension 32"):
+        finetune(str(tiny_model_path), data_dir, TrainConfig(matryoshka_dims=(64,), **FAST), tmp_path / "bad", encode=ENC)

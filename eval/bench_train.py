@@ -1,0 +1,128 @@
+"""Training throughput and peak memory of each method against a plain sentence-transformers Trainer.
+
+Every configuration runs in its own process on the same (query, document) pairs, batch size and
+number of steps. "plain" is SentenceTransformerTrainer + MultipleNegativesRankingLoss written
+directly (with peft's LoRA added by hand for lora); ours is `retrieval_ft.finetune` with dev
+evaluation only at the end, whose time is subtracted. Prints steps/s, peak RSS and the ratios
+ours / plain (goal >= 0.95x for steps/s). Query-only has no plain twin: it is compared with plain
+full training, which it is meant to beat.
+
+    .venv/bin/python eval/bench_train.py [--data out/demo/data] [--steps 12] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def child(spec: dict) -> dict:
+    """Run one configuration and report steps/s and peak RSS (MB)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from retrieval_ft.config import EncodeConfig, TrainConfig
+    from retrieval_ft.data import load_dataset
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    steps, bs = spec["steps"], spec["batch_size"]
+    if spec["impl"] == "ours":
+        from retrieval_ft.train import finetune
+
+        config = TrainConfig(method=spec["method"], max_steps=steps, batch_size=bs, evals_per_epoch=1, dev_corpus_size=200,
+                             warmup_ratio=0.0)
+        res = finetune(spec["model"], spec["data"], config, Path(tempfile.mkdtemp()) / "out",
+                       encode=EncodeConfig(progress=False, max_seq_length=spec["max_seq_length"]))
+        seconds = res.stamp["train_seconds"] - res.stamp["eval_seconds"]
+        return {"steps_per_s": res.stamp["steps"] / seconds, "peak_mb": res.peak_memory_mb}
+
+    import datasets
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from retrieval_ft.models import resolve_model
+
+    ds = load_dataset(spec["data"])
+    from retrieval_ft.train import training_data
+
+    pairs = training_data(ds, TrainConfig()).pairs
+    train = datasets.Dataset.from_dict({"anchor": [ds.queries[q] for q, _ in pairs],
+                                        "positive": [ds.corpus[d].full_text for _, d in pairs]})
+    model = SentenceTransformer(resolve_model(spec["model"]).location, device="cpu")
+    model.max_seq_length = spec["max_seq_length"]
+    if spec["method"] == "lora":
+        from peft import LoraConfig
+
+        from retrieval_ft.models import _linear_module_names
+
+        model.add_adapter(LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1,
+                                     target_modules=_linear_module_names(model.transformers_model)))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=tempfile.mkdtemp(), max_steps=steps, per_device_train_batch_size=bs, learning_rate=2e-5,
+        warmup_steps=0.0, seed=42, data_seed=42, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
+        report_to="none", disable_tqdm=True, use_cpu=True, logging_steps=1000)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train,
+                                         loss=MultipleNegativesRankingLoss(model))
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"steps_per_s": steps / seconds, "peak_mb": peak}
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print("RESULT " + json.dumps(child(json.loads(sys.argv[2]))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--data", default=str(ROOT / "out" / "demo" / "data"))
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    args = parser.parse_args()
+    if not Path(args.data).exists():
+        subprocess.run([sys.executable, "-m", "retrieval_ft.cli", "demo-data", "--out", args.data], check=True, cwd=ROOT)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    runs = [("plain", "full"), ("ours", "full"), ("plain", "lora"), ("ours", "lora"), ("ours", "hybrid"), ("ours", "query-only")]
+    results = {}
+    for impl, method in runs:
+        spec = {"impl": impl, "method": method, "model": args.model, "data": args.data, "steps": args.steps,
+                "batch_size": args.batch_size, "max_seq_length": args.max_seq_length}
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{impl} {method} failed:\n{proc.stderr[-3000:]}")
+        results[(impl, method)] = json.loads(line[7:])
+        print(f"{impl:<6} {method:<11} {results[(impl, method)]['steps_per_s']:6.3f} steps/s  "
+              f"peak {results[(impl, method)]['peak_mb']:7.0f} MB", flush=True)
+    print(f"\n{args.steps} steps, batch {args.batch_size}, max_seq_length {args.max_seq_length}, data {args.data}")
+    for method in ("full", "lora", "hybrid", "query-only"):
+        plain = results[("plain", method if method in ("full", "lora") else "full" if method == "query-only" else "lora")]
+        ours = results[("ours", method)]
+        against = "plain full" if method == "query-only" else ("plain lora" if method == "hybrid" else f"plain {method}")
+        print(f"{method:<11} vs {against:<10}: steps/s ratio {ours['steps_per_s'] / plain['steps_per_s']:5.2f}x "
+              f"(goal >= 0.95), peak memory ratio {ours['peak_mb'] / plain['peak_mb']:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
