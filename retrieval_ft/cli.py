@@ -1,6 +1,7 @@
 """Command line: parse arguments, build a config, make one API call, map the outcome to an exit code.
 
-Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback).
+Exit codes: 0 success, 1 the gate found a regression, 2 bad input or usage (one line on stderr,
+no traceback).
 Heavy libraries (torch, transformers, faiss) are imported inside the commands, so `--help` is fast.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import RetrievalFTError
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _add_encode_args(p: argparse.ArgumentParser) -> None:
@@ -91,6 +92,29 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write a plain model folder whose embeddings equal the adapter's.")
     mg.add_argument("adapter", help="adapter folder written by `retrieval-ft train --method lora|hybrid`")
     mg.add_argument("--out", required=True, help="folder for the merged model")
+
+    cp = sub.add_parser("compare", help="compare two result files: deltas, significance, per-query losses",
+                        description="Compare a baseline and a candidate result (from evaluate, or the base/tuned "
+                                    "parts of a run report). Exits 0 unless the input is bad (2).")
+    cp.add_argument("baseline")
+    cp.add_argument("candidate")
+    cp.add_argument("--metric", action="append", dest="metrics", help="metric to compare (repeatable; default ndcg@10)")
+    cp.add_argument("--test", choices=["student", "fisher"], default="student", help="paired test (default student)")
+    cp.add_argument("--json", dest="json_out", help="write the comparison as JSON")
+    cp.add_argument("--md", dest="md_out", help="write the comparison as Markdown")
+    cp.add_argument("--force", action="store_true", help="compare results computed on different data")
+
+    gt = sub.add_parser("gate", help="fail (exit 1) when the candidate regresses against the baseline",
+                        description="Compare and apply rules (gate.yaml); print one line per failed rule. "
+                                    "Default: fail on a significant drop of ndcg@10 (alpha 0.05) or any drop over 0.02.")
+    gt.add_argument("--baseline", required=True)
+    gt.add_argument("--candidate", required=True)
+    gt.add_argument("--rules", help="gate rules YAML")
+    gt.add_argument("--guard", nargs=3, action="append", default=[], metavar=("NAME", "BASELINE", "CANDIDATE"),
+                    help="a guard set's result files (repeatable); run reports bring their own")
+    gt.add_argument("--json", dest="json_out", help="write the verdict as JSON")
+    gt.add_argument("--md", dest="md_out", help="write the verdict as Markdown (e.g. for $GITHUB_STEP_SUMMARY)")
+    gt.add_argument("--force", action="store_true", help="compare results computed on different data")
 
     demo = sub.add_parser("demo-data", help="write the embedded demo dataset (a generated product catalog)",
                           description="Write the seeded demo product-search dataset: products.csv, "
@@ -180,6 +204,63 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ._io import write_json_atomic, write_text_atomic
+    from .compare import compare
+    from .config import CompareConfig, from_dict
+    from .report import comparison_markdown
+    from .results import load_result_file
+
+    config = from_dict(CompareConfig, {"metrics": args.metrics or ["ndcg@10"], "test": args.test})
+    baseline, _ = load_result_file(args.baseline, "base")
+    candidate, _ = load_result_file(args.candidate, "tuned")
+    comparison = compare(baseline, candidate, config, force=args.force)
+    md = comparison_markdown(comparison)
+    print(md)
+    if args.json_out:
+        write_json_atomic(args.json_out, comparison.to_dict())
+    if args.md_out:
+        write_text_atomic(args.md_out, md)
+    return EXIT_OK
+
+
+def gate_config(path: str | None):  # -> GateConfig
+    from .config import GateConfig, GateRules, from_dict, load_yaml
+
+    values = load_yaml(path) if path else {}
+    rule_keys = set(GateRules.__dataclass_fields__) - set(GateConfig.__dataclass_fields__)
+    if values and set(values) & rule_keys:  # a flat file of rules for the main dataset
+        values = {"rules": values}
+    return from_dict(GateConfig, values, path or "")
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from ._io import write_json_atomic, write_text_atomic
+    from .gate import gate
+    from .report import verdict_markdown
+    from .results import load_result_file
+
+    config = gate_config(args.rules)
+    baseline, base_guards = load_result_file(args.baseline, "base")
+    candidate, cand_guards = load_result_file(args.candidate, "tuned")
+    guards = {name: (base_guards[name], cand_guards[name]) for name in base_guards if name in cand_guards}
+    for name, base_path, cand_path in args.guard:
+        guards[name] = (load_result_file(base_path, "base")[0], load_result_file(cand_path, "tuned")[0])
+    verdict = gate(baseline, candidate, config, guards, force=args.force)
+    if args.json_out:
+        write_json_atomic(args.json_out, verdict.to_dict())
+    if args.md_out:
+        write_text_atomic(args.md_out, verdict_markdown(verdict))
+    for line in verdict.checked:
+        print(f"checked: {line}")
+    if verdict.passed:
+        print("gate passed")
+        return EXIT_OK
+    for reason in verdict.reasons:
+        print(f"FAILED: {reason}")
+    return EXIT_GATE_FAILED
+
+
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .data.demo import write_demo
@@ -191,7 +272,8 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "demo-data": _cmd_demo_data}
+COMMANDS = {"evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "compare": _cmd_compare,
+            "gate": _cmd_gate, "demo-data": _cmd_demo_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

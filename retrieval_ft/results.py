@@ -77,3 +77,26 @@ class EvaluationResult:
         if not isinstance(data, dict):
             raise DataError(f"{path}: not a retrieval-ft result file (expected a JSON object).")
         return cls.from_dict(data, str(path))
+
+
+def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dict[str, EvaluationResult]]:
+    """A result to compare, from an `evaluate` result file or a `run` report (its `base` or `tuned`
+    part, `side`); also returns the report's guard results on that side ({} for result files)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: result file not found.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a retrieval-ft result file (expected a JSON object).")
+    if "metrics" in data:
+        return EvaluationResult.from_dict(data, str(path)), {}
+    if side in data and isinstance(data[side], dict):
+        guards = {}
+        for name, parts in (data.get("guards") or {}).items():
+            if isinstance(parts, dict) and isinstance(parts.get(side), dict):
+                guards[name] = EvaluationResult.from_dict(parts[side], f"{path} (guards.{name}.{side})")
+        return EvaluationResult.from_dict(data[side], f"{path} ({side})"), guards
+    raise DataError(f"{path}: neither an evaluate result (no 'metrics') nor a run report (no '{side}').")

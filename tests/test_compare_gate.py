@@ -1,0 +1,192 @@
+"""compare and gate on hand-made result files: significance, intervals, guard sets, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval_ft.cli import main
+from retrieval_ft.compare import bootstrap_interval, compare
+from retrieval_ft.config import CompareConfig, GateConfig, GateRules
+from retrieval_ft.errors import ConfigError, DataError
+from retrieval_ft.gate import gate
+from retrieval_ft.results import EvaluationResult
+
+
+def result(values: np.ndarray, fingerprint: str = "fp-main", name: str = "m") -> EvaluationResult:
+    per_query = {f"q{i:04d}": float(v) for i, v in enumerate(values)}
+    return EvaluationResult(
+        metrics={"ndcg@10": float(np.mean(values))}, per_query={"ndcg@10": per_query},
+        model={"name": name, "fingerprint": name + "-fp"},
+        dataset={"path": "data", "split": "test", "fingerprint": fingerprint},
+        queries={q: f"text of {q}" for q in per_query},
+    )
+
+
+RNG = np.random.default_rng(0)
+BASE = RNG.uniform(0.2, 0.8, 300)
+
+
+def shifted(delta: float, noise: float, seed: int = 1) -> np.ndarray:
+    return np.clip(BASE + delta + np.random.default_rng(seed).normal(0, noise, BASE.shape), 0, 1)
+
+
+def test_significant_improvement_passes_a_must_help_gate():
+    base, cand = result(BASE), result(shifted(0.05, 0.03), name="tuned")
+    m = compare(base, cand).metrics["ndcg@10"]
+    assert m.delta > 0.04 and m.p_value < 1e-6 and m.ci_low > 0
+    assert m.wins > 250 and m.wins + m.ties + m.losses == 300
+    verdict = gate(base, cand, GateConfig(rules=GateRules(min_gain=0.01)))
+    assert verdict.passed and verdict.reasons == []
+
+
+def test_small_noisy_drop_passes_when_significance_is_required():
+    # per-query changes of +-0.1 around a mean drop of 0.002: noise, by construction
+    noise = np.where(np.arange(BASE.size) % 2 == 0, 0.1, -0.1) - 0.002
+    base, cand = result(BASE), result(BASE + noise)
+    m = compare(base, cand).metrics["ndcg@10"]
+    assert m.delta < 0 and m.p_value > 0.05 and m.ci_low < 0 < m.ci_high
+    assert gate(base, cand).passed
+    strict = GateConfig(rules=GateRules(require_significance=False))
+    assert not gate(base, cand, strict).passed
+
+
+def test_significant_drop_fails_with_the_reason():
+    base, cand = result(BASE), result(shifted(-0.03, 0.02))
+    verdict = gate(base, cand)
+    assert not verdict.passed
+    assert len(verdict.reasons) == 1 and "ndcg@10 dropped" in verdict.reasons[0] and "significant" in verdict.reasons[0]
+
+
+def test_large_drop_fails_even_without_significance():
+    values = BASE.copy()
+    values[:10] -= 0.7  # a few queries collapse: large mean drop, noisy
+    base, cand = result(BASE), result(np.clip(values, 0, 1))
+    rules = GateRules(max_drop_any=0.01, alpha=1e-9)
+    verdict = gate(base, cand, GateConfig(rules=rules))
+    assert not verdict.passed and "fails even without significance" in verdict.reasons[0]
+
+
+def test_drop_confined_to_a_guard_set_names_it():
+    main_b, main_c = result(BASE), result(shifted(0.02, 0.01))
+    guard_b, guard_c = result(BASE, "fp-guard"), result(shifted(-0.04, 0.02), "fp-guard")
+    verdict = gate(main_b, main_c, guards={"cranfield": (guard_b, guard_c)})
+    assert not verdict.passed
+    assert len(verdict.reasons) == 1 and verdict.reasons[0].startswith("guard set 'cranfield': ndcg@10 dropped")
+    lenient = GateConfig(guards={"cranfield": {"max_drop": 0.1, "max_drop_any": None}})
+    assert gate(main_b, main_c, lenient, guards={"cranfield": (guard_b, guard_c)}).passed
+
+
+def test_losing_share_and_minimum_value_rules():
+    values = BASE.copy()
+    values[:60] -= 0.15  # 20 % of queries lose 0.15
+    values[60:] += 0.05
+    base, cand = result(BASE), result(values)
+    rules = GateRules(max_losing_share=0.1, loss_threshold=0.1, min_value=0.9, max_drop_any=None)
+    reasons = gate(base, cand, GateConfig(rules=rules)).reasons
+    assert any("20.0% of queries lost more than 0.1" in r for r in reasons)
+    assert any("below the required minimum 0.9" in r for r in reasons)
+
+
+def test_mismatched_datasets_are_refused_unless_forced():
+    base, other = result(BASE), result(BASE, fingerprint="fp-other")
+    with pytest.raises(DataError, match="different data .* pass --force"):
+        compare(base, other)
+    assert compare(base, other, force=True).forced
+
+
+def test_bootstrap_interval_covers_the_true_delta():
+    covered = 0
+    for seed in range(60):
+        deltas = np.random.default_rng(seed).normal(0.02, 0.1, 200)  # true mean 0.02
+        low, high = bootstrap_interval(deltas, 2000, seed)
+        assert low <= deltas.mean() <= high
+        covered += low <= 0.02 <= high
+    assert covered >= 51  # nominal 95 %: 57 of 60 expected; allow sampling noise
+
+
+def _runs(seed: int):
+    rng = np.random.default_rng(seed)
+    qrels = {f"q{i:03d}": {f"d{j}": int(rng.integers(1, 3)) for j in rng.choice(50, 3, replace=False)} for i in range(80)}
+    run_a = {q: {f"d{j}": float(s) for j, s in enumerate(rng.random(50))} for q in qrels}
+    run_b = {q: {d: s + (0.3 if d in qrels[q] and rng.random() < 0.5 else 0.0) for d, s in run_a[q].items()} for q in qrels}
+    return qrels, run_a, run_b
+
+
+@pytest.mark.parametrize("test", ["student", "fisher"])
+def test_p_values_agree_with_ranx_compare(test):
+    from ranx import Qrels, Run
+    from ranx import compare as ranx_compare
+
+    from retrieval_ft.metrics import evaluate as score_run
+
+    qrels, run_a, run_b = _runs(3)
+    results = []
+    for name, run in (("a", run_a), ("b", run_b)):
+        s = score_run(qrels, run, ["ndcg@10"])
+        results.append(EvaluationResult(metrics=s.mean, per_query=s.per_query, model={"name": name},
+                                        dataset={"fingerprint": "x"}))
+    ours = compare(results[0], results[1], CompareConfig(test=test, n_permutations=1000, seed=42)).metrics["ndcg@10"]
+    report = ranx_compare(Qrels.from_dict(qrels), [Run.from_dict(run_a, name="a"), Run.from_dict(run_b, name="b")],
+                          metrics=["ndcg@10"], stat_test=test, n_permutations=1000, random_seed=42)
+    assert ours.p_value == pytest.approx(report.comparisons[("a", "b")]["ndcg@10"]["p_value"], abs=1e-12)
+    assert ours.candidate == pytest.approx(report.results["b"]["ndcg@10"], abs=1e-12)
+
+
+def _write(tmp: Path, name: str, res: EvaluationResult) -> str:
+    path = tmp / name
+    res.save(path)
+    return str(path)
+
+
+def test_cli_compare_and_gate(tmp_path: Path, capsys):
+    base = _write(tmp_path, "base.json", result(BASE))
+    good = _write(tmp_path, "good.json", result(shifted(0.05, 0.03)))
+    bad = _write(tmp_path, "bad.json", result(shifted(-0.03, 0.02)))
+    other = _write(tmp_path, "other.json", result(BASE, fingerprint="fp-other"))
+
+    assert main(["compare", base, bad, "--json", str(tmp_path / "c.json"), "--md", str(tmp_path / "c.md")]) == 0
+    out = capsys.readouterr().out
+    assert "| ndcg@10 |" in out and "Queries that lost most" in out and "text of q" in out
+    assert json.loads((tmp_path / "c.json").read_text())["metrics"]["ndcg@10"]["p_value"] < 0.05
+
+    assert main(["gate", "--baseline", base, "--candidate", good]) == 0
+    assert "gate passed" in capsys.readouterr().out
+    assert main(["gate", "--baseline", base, "--candidate", bad, "--json", str(tmp_path / "v.json"),
+                 "--md", str(tmp_path / "v.md")]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAILED: ") == 1
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    assert verdict["passed"] is False and len(verdict["reasons"]) == 1
+    assert "Gate failed" in (tmp_path / "v.md").read_text()
+
+    assert main(["gate", "--baseline", base, "--candidate", other]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert main(["gate", "--baseline", base, "--candidate", good, "--guard", "cisi", base, bad]) == 1
+    assert "guard set 'cisi'" in capsys.readouterr().out
+
+    rules = tmp_path / "gate.yaml"
+    rules.write_text("min_gain: 0.1\n")  # a flat file holds the main dataset's rules
+    assert main(["gate", "--baseline", base, "--candidate", good, "--rules", str(rules)]) == 1
+    rules.write_text("rules: {max_dorp: 0.1}\n")
+    assert main(["gate", "--baseline", base, "--candidate", good, "--rules", str(rules)]) == 2
+    assert "Did you mean 'max_drop'" in capsys.readouterr().err
+
+
+def test_run_report_parts_and_guards(tmp_path: Path, capsys):
+    report = {"base": result(BASE).to_dict(), "tuned": result(shifted(0.02, 0.01)).to_dict(),
+              "guards": {"cranfield": {"base": result(BASE, "g").to_dict(), "tuned": result(shifted(-0.05, 0.01), "g").to_dict()}}}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    assert main(["gate", "--baseline", str(path), "--candidate", str(path)]) == 1
+    assert "guard set 'cranfield'" in capsys.readouterr().out
+
+
+def test_rules_are_validated():
+    with pytest.raises(ConfigError, match="alpha must be in"):
+        GateRules(alpha=0)
+    with pytest.raises(ConfigError, match="unknown metric"):
+        GateRules(metrics=("ndgc@10",))
