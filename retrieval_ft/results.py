@@ -67,22 +67,10 @@ class EvaluationResult:
 
     @classmethod
     def load(cls, path: str | Path) -> EvaluationResult:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: result file not found.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc}).") from None
-        if not isinstance(data, dict):
-            raise DataError(f"{path}: not a retrieval-ft result file (expected a JSON object).")
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(_read_json_object(Path(path)), str(path))
 
 
-def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dict[str, EvaluationResult]]:
-    """A result to compare, from an `evaluate` result file or a `run` report (its `base` or `tuned`
-    part, `side`); also returns the report's guard results on that side ({} for result files)."""
-    path = Path(path)
+def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -91,6 +79,14 @@ def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dic
         raise DataError(f"{path}: not valid JSON ({exc}).") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: not a retrieval-ft result file (expected a JSON object).")
+    return data
+
+
+def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dict[str, EvaluationResult]]:
+    """A result to compare, from an `evaluate` result file or a `run` report (its `base` or `tuned`
+    part, `side`); also returns the report's guard results on that side ({} for result files)."""
+    path = Path(path)
+    data = _read_json_object(path)
     if "metrics" in data:
         return EvaluationResult.from_dict(data, str(path)), {}
     if side in data and isinstance(data[side], dict):
