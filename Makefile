@@ -22,12 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[demo,images,dev]"
 	touch $@
 
-DEMO_DIR ?= out/demo
 demo: install
-	$(BIN)/retrieval-ft demo-data --out $(DEMO_DIR)/data
-	$(BIN)/retrieval-ft evaluate --model all-MiniLM-L6-v2 --data $(DEMO_DIR)/data --out $(DEMO_DIR)/base.json \
-		--save-run $(DEMO_DIR)/base.trec
-	@echo "results: $(DEMO_DIR)/base.json (ranking: $(DEMO_DIR)/base.trec)"
+	$(BIN)/retrieval-ft run configs/demo.yaml
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

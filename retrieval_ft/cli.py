@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("adapter", help="adapter folder written by `retrieval-ft train --method lora|hybrid`")
     mg.add_argument("--out", required=True, help="folder for the merged model")
 
+    rn = sub.add_parser("run", help="the main job: base -> tune -> tuned -> guard sets -> gate -> report",
+                        description="Run a config: evaluate the base model, fine-tune it, evaluate the tuned model "
+                                    "and the guard sets, gate the comparison and write report.json/.md/.html. "
+                                    "Exit 0 when the gate passes, 1 when it flags a regression, 2 for bad input.")
+    rn.add_argument("config", help="run config YAML (see configs/)")
+    rn.add_argument("--out", help="output folder (default: the config's out)")
+    rn.add_argument("--resume", action="store_true", help="continue an interrupted tuning run")
+
     cp = sub.add_parser("compare", help="compare two result files: deltas, significance, per-query losses",
                         description="Compare a baseline and a candidate result (from evaluate, or the base/tuned "
                                     "parts of a run report). Exits 0 unless the input is bad (2).")
@@ -204,6 +212,30 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_run_config
+    from .pipeline import run
+
+    config = load_run_config(args.config, {"out": args.out})
+    report = run(config, resume=args.resume)
+    base, tuned = report.base.metrics, report.tuned.metrics
+    for name in base:
+        print(f"{name:<12} base {base[name]:.4f}  tuned {tuned[name]:.4f}  ({tuned[name] - base[name]:+.4f})")
+    main = report.verdict.comparisons["main"].metrics.get("ndcg@10")
+    if main is not None:
+        print(f"ndcg@10 change {main.delta:+.4f}, 95% CI [{main.ci_low:+.4f}, {main.ci_high:+.4f}], p={main.p_value:.3g}")
+    for name, parts in report.guards.items():
+        b, t = parts["base"].metrics["ndcg@10"], parts["tuned"].metrics["ndcg@10"]
+        print(f"guard {name}: ndcg@10 base {b:.4f}  tuned {t:.4f}  ({t - b:+.4f})")
+    print(f"report: {report.out / 'report.html'} (also report.md, report.json)")
+    if report.verdict.passed:
+        print("gate passed")
+        return EXIT_OK
+    for reason in report.verdict.reasons:
+        print(f"FAILED: {reason}")
+    return EXIT_GATE_FAILED
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from ._io import write_json_atomic, write_text_atomic
     from .compare import compare
@@ -272,7 +304,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "compare": _cmd_compare,
+COMMANDS = {"run": _cmd_run, "evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "compare": _cmd_compare,
             "gate": _cmd_gate, "demo-data": _cmd_demo_data}
 
 

@@ -269,6 +269,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
     split: str = "train"
+    min_grade: int = 1  # judgments at or above this grade make training pairs
     # model selection: the "dev" split when the dataset has one, else this share of train queries
     dev_split: str = "dev"
     dev_fraction: float = 0.1
@@ -286,7 +287,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _enum(self, "method", Method)
         _enum(self, "loss", Loss)
-        for name in ("batch_size", "max_dev_queries", "dev_corpus_size", "evals_per_epoch", "mini_batch_size"):
+        for name in ("batch_size", "max_dev_queries", "dev_corpus_size", "evals_per_epoch", "mini_batch_size", "min_grade"):
             _positive(self, name)
         if self.max_steps is not None:
             _positive(self, "max_steps")
@@ -400,3 +401,68 @@ class GateConfig:
 
     def for_guard(self, name: str) -> GateRules:
         return self.guards.get(name, self.guard_rules)
+
+
+@dataclass(frozen=True)
+class GuardSet:
+    """A dataset the tuned model must not get worse on (a general-domain set, say)."""
+
+    name: str
+    data: str
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """`retrieval-ft run`: evaluate the base, tune, evaluate the tuned model, guard sets, gate, report.
+
+    `data: demo` uses the embedded demo catalog (generated into OUT/demo-data).
+    """
+
+    model: str
+    data: str
+    out: str = "runs/run"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    guards: tuple[GuardSet, ...] = ()
+    gate: GateConfig = field(default_factory=GateConfig)
+    unknown_ids: str = "error"
+
+    def __post_init__(self) -> None:
+        if not self.model or not self.data:
+            raise ConfigError("model and data are required.")
+        names = [g.name for g in self.guards]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"guard set names must be unique, got {names}.")
+        if "main" in names:
+            raise ConfigError("'main' is reserved for the main dataset; rename that guard set.")
+        if self.unknown_ids not in ("error", "drop"):
+            raise ConfigError(f"unknown_ids must be 'error' or 'drop', got {self.unknown_ids!r}.")
+
+
+def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Read a run config YAML; relative paths (data, guards, out, a local model) are relative to it."""
+    import os
+
+    values = load_yaml(path)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    base = os.path.dirname(os.path.abspath(path))
+
+    def rel(p: Any) -> Any:
+        return p if not isinstance(p, str) or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    if isinstance(values.get("data"), str) and values["data"] != "demo":
+        values["data"] = rel(values["data"])
+    if isinstance(values.get("out"), str) and not (overrides or {}).get("out"):
+        values["out"] = rel(values["out"])
+    if isinstance(values.get("model"), str) and os.path.exists(rel(values["model"])):
+        values["model"] = rel(values["model"])
+    guards = values.get("guards") or []
+    if not isinstance(guards, list):
+        raise ConfigError(f"{path}: guards must be a list of {{name, data, split}} mappings.")
+    values["guards"] = [from_dict(GuardSet, {**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g,
+                                  f"guards[{i}]") for i, g in enumerate(guards)]
+    try:
+        return from_dict(RunConfig, values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .config import EvalConfig, to_dict
+from .config import EvalConfig, RunConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .encode import Encoder
+from .gate import Verdict, gate
 from .metrics import evaluate as score_run
-from .results import EvaluationResult
+from .results import EvaluationResult, library_versions
 from .search import Retriever
 
 if TYPE_CHECKING:
@@ -93,3 +95,78 @@ def evaluate(
         cache={"hit": embeddings.cache_hit, "path": embeddings.cache_path},
         queries=query_texts,
     )
+
+
+@dataclass
+class RunReport:
+    """What `run` produced: the parts of report.json, and where the files are."""
+
+    base: EvaluationResult
+    tuned: EvaluationResult
+    guards: dict[str, dict[str, EvaluationResult]]  # name -> {"base": ..., "tuned": ...}
+    train: dict[str, Any]
+    verdict: Verdict
+    out: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base.to_dict(),
+            "tuned": self.tuned.to_dict(),
+            "guards": {name: {side: r.to_dict() for side, r in parts.items()} for name, parts in self.guards.items()},
+            "train": self.train,
+            "gate": {"passed": self.verdict.passed, "reasons": self.verdict.reasons, "checked": self.verdict.checked},
+            "comparisons": {k: c.to_dict() for k, c in self.verdict.comparisons.items()},
+            "config": self.config,
+            "versions": library_versions(),
+        }
+
+
+def run(config: RunConfig, *, resume: bool = False) -> RunReport:
+    """Evaluate the base encoder, fine-tune it, evaluate the tuned one on the same split and on every
+    guard set, gate the comparison, and write report.json / report.md / report.html into config.out."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.data == "demo":
+        from .data.demo import write_demo
+
+        data_path = out / "demo-data"
+        if not (data_path / "dataset.yaml").is_file():
+            write_demo(data_path)
+    else:
+        data_path = Path(config.data)
+    dataset = load_dataset(data_path, config.unknown_ids)
+    logger.info("base model: evaluating %s on %s (%s)", config.model, dataset.source, config.eval.split)
+    base_encoder = Encoder(config.model, config.eval.encode)
+    base = evaluate(base_encoder, dataset, config.eval)
+
+    from .train import finetune
+
+    tuned_dir = out / "model"
+    trained = finetune(config.model, dataset, config.train, tuned_dir, encode=config.eval.encode, resume=resume,
+                       unknown_ids=config.unknown_ids)
+    tuned_encoder = Encoder(str(tuned_dir), config.eval.encode)
+    tuned = evaluate(tuned_encoder, dataset, config.eval, save_index=out / "index")
+
+    guards: dict[str, dict[str, EvaluationResult]] = {}
+    for guard in config.guards:
+        guard_data = load_dataset(guard.data, config.unknown_ids)
+        guard_eval = replace(config.eval, split=guard.split)
+        guards[guard.name] = {"base": evaluate(base_encoder, guard_data, guard_eval),
+                              "tuned": evaluate(tuned_encoder, guard_data, guard_eval)}
+    verdict = gate(base, tuned, config.gate, {n: (g["base"], g["tuned"]) for n, g in guards.items()})
+
+    stamp = trained.stamp
+    train_info = {
+        "method": trained.method, "seconds": round(trained.train_seconds, 2), "peak_memory_mb": round(trained.peak_memory_mb, 1),
+        "trainable_params": trained.trainable_params, "total_params": trained.total_params,
+        "artifact_bytes": trained.artifact_bytes, "artifact": str(trained.artifact), "best_dev_ndcg@10": trained.best_dev_ndcg,
+        "dev": stamp["data"]["dev"], "pairs": stamp["data"]["pairs"], "steps": stamp["steps"],
+        "learning_rate": stamp["learning_rate"],
+    }
+    report = RunReport(base=base, tuned=tuned, guards=guards, train=train_info, verdict=verdict, out=out,
+                       config=to_dict(config))
+    from .report import write_run_report
+
+    write_run_report(report, out)
+    return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ._io import write_text_atomic
 from .compare import Comparison
@@ -73,3 +74,128 @@ def verdict_markdown(verdict: Verdict) -> str:
     for name, comparison in verdict.comparisons.items():
         lines.append(comparison_markdown(comparison, "Main dataset" if name == "main" else f"Guard set `{name}`"))
     return "\n".join(lines)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def run_markdown(report: Any) -> str:
+    """The run report for people and CI logs."""
+    v, t = report.verdict, report.train
+    lines = [f"# retrieval-ft run: {'gate passed' if v.passed else 'gate FAILED'}", ""]
+    lines += [f"- {r}" for r in v.reasons] or ["- every gate rule held"]
+    lines += ["", "## Metrics (test split)", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
+    for name, value in report.base.metrics.items():
+        tuned = report.tuned.metrics.get(name, float("nan"))
+        lines.append(f"| {name} | {value:.4f} | {tuned:.4f} | {tuned - value:+.4f} |")
+    lines += ["", "## Training", "",
+              f"method {t['method']}; {t['pairs']} pairs, {t['steps']} steps, learning rate {t['learning_rate']:g}; "
+              f"{t['seconds']:.0f} s; peak memory {t['peak_memory_mb']:.0f} MB; trainable parameters "
+              f"{t['trainable_params']:,} of {t['total_params']:,}; artifact {_fmt_bytes(t['artifact_bytes'])}; "
+              f"best dev NDCG@10 {t['best_dev_ndcg@10'] if t['best_dev_ndcg@10'] is None else round(t['best_dev_ndcg@10'], 4)} "
+              f"({t['dev']})", ""]
+    for name, comparison in v.comparisons.items():
+        lines.append(comparison_markdown(comparison, "Main dataset" if name == "main" else f"Guard set `{name}`"))
+    return "\n".join(lines)
+
+
+def _esc(text: Any) -> str:
+    import html
+
+    return html.escape(str(text), quote=True)
+
+
+def _delta_svg(deltas: list[float], metric: str, width: int = 760, height: int = 220) -> str:
+    """Per-query deltas as sorted bars (red: lost, green: gained), an inline SVG."""
+    if not deltas:
+        return "<p>No per-query values.</p>"
+    values = sorted(deltas)
+    peak = max(1e-9, max(abs(x) for x in values))
+    mid = height / 2
+    bar = width / len(values)
+    rects = []
+    for i, x in enumerate(values):
+        h = abs(x) / peak * (mid - 10)
+        y = mid - h if x > 0 else mid
+        color = "#2e7d32" if x > 0 else "#c62828" if x < 0 else "#9e9e9e"
+        rects.append(f'<rect class="bar" x="{i * bar:.2f}" y="{y:.2f}" width="{max(bar, 0.5):.2f}" '
+                     f'height="{max(h, 0.5):.2f}" fill="{color}"/>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+            f'aria-label="per-query {_esc(metric)} deltas, sorted">'
+            f'<line x1="0" y1="{mid}" x2="{width}" y2="{mid}" stroke="#555" stroke-width="1"/>{"".join(rects)}'
+            f'<text x="4" y="14" font-size="12">+{peak:.3f}</text><text x="4" y="{height - 4}" font-size="12">-{peak:.3f}</text>'
+            "</svg>")
+
+
+def run_html(report: Any) -> str:
+    """A single self-contained HTML page: verdict, metric table, per-query delta plot, worst queries,
+    guard sets and training cost. Written as XHTML so it also parses as XML."""
+    v, t = report.verdict, report.train
+    main = v.comparisons.get("main")
+    status = "passed" if v.passed else "failed"
+    parts = ['<?xml version="1.0" encoding="utf-8"?>', "<!DOCTYPE html>",
+             '<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head><meta charset="utf-8"/>',
+             f"<title>retrieval-ft run: gate {status}</title>",
+             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+             "td.text{text-align:left}.passed{color:#2e7d32}.failed{color:#c62828}h1 span{font-weight:normal}</style>",
+             "</head><body>",
+             f'<h1>retrieval-ft run: <span class="{status}" id="verdict">gate {status}</span></h1>']
+    if v.reasons:
+        parts.append('<ul id="reasons">' + "".join(f"<li>{_esc(r)}</li>" for r in v.reasons) + "</ul>")
+    parts.append(f"<p>Base <code>{_esc(report.base.model.get('name'))}</code>, tuned with <b>{_esc(t['method'])}</b>, "
+                 f"on <code>{_esc(report.base.dataset.get('path'))}</code> (split {_esc(report.base.dataset.get('split'))}, "
+                 f"{report.base.dataset.get('n_queries_judged')} judged queries).</p>")
+    parts.append('<h2>Before and after</h2><table id="metrics"><tr><th>metric</th><th>base</th><th>tuned</th><th>delta</th>'
+                 "<th>95% CI</th><th>p-value</th></tr>")
+    for name, value in report.base.metrics.items():
+        tuned = report.tuned.metrics.get(name, float("nan"))
+        m = main.metrics.get(name) if main else None
+        ci = f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]" if m else ""
+        p = f"{m.p_value:.3g}" if m else ""
+        parts.append(f"<tr><td class='text'>{_esc(name)}</td><td>{value:.4f}</td><td>{tuned:.4f}</td>"
+                     f"<td>{tuned - value:+.4f}</td><td>{ci}</td><td>{p}</td></tr>")
+    parts.append("</table>")
+    if main:
+        for name, m in main.metrics.items():
+            parts.append(f"<h2>Per-query change of {_esc(name)}</h2><p>{m.wins} queries gained, {m.ties} unchanged, "
+                         f"{m.losses} lost; sorted from the largest loss to the largest gain.</p>")
+            parts.append(_delta_svg(list(m.deltas.values()), name))
+            if m.worst:
+                parts.append('<h3>Queries that got most worse</h3><table class="worst"><tr><th>query</th><th>base</th>'
+                             "<th>tuned</th><th>delta</th><th>text</th></tr>")
+                parts += [f"<tr><td class='text'>{_esc(w.query_id)}</td><td>{w.baseline:.4f}</td><td>{w.candidate:.4f}</td>"
+                          f"<td>{w.delta:+.4f}</td><td class='text'>{_esc(w.text or '')}</td></tr>" for w in m.worst]
+                parts.append("</table>")
+    guard_names = [n for n in v.comparisons if n != "main"]
+    if guard_names:
+        parts.append('<h2>Guard sets</h2><table id="guards"><tr><th>set</th><th>metric</th><th>base</th><th>tuned</th>'
+                     "<th>delta</th><th>p-value</th></tr>")
+        for n in guard_names:
+            for m in v.comparisons[n].metrics.values():
+                parts.append(f"<tr><td class='text'>{_esc(n)}</td><td class='text'>{_esc(m.metric)}</td><td>{m.baseline:.4f}</td>"
+                             f"<td>{m.candidate:.4f}</td><td>{m.delta:+.4f}</td><td>{m.p_value:.3g}</td></tr>")
+        parts.append("</table>")
+    parts.append('<h2>Training cost</h2><table id="training">')
+    rows = [("method", t["method"]), ("training pairs", t["pairs"]), ("steps", t["steps"]),
+            ("learning rate", f"{t['learning_rate']:g}"), ("time", f"{t['seconds']:.0f} s"),
+            ("peak memory", f"{t['peak_memory_mb']:.0f} MB"),
+            ("trainable parameters", f"{t['trainable_params']:,} of {t['total_params']:,}"),
+            ("artifact size", _fmt_bytes(t["artifact_bytes"])), ("model selection", t["dev"])]
+    parts += [f"<tr><th>{_esc(k)}</th><td class='text'>{_esc(val)}</td></tr>" for k, val in rows]
+    parts.append("</table></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_run_report(report: Any, out: str | Path) -> None:
+    from ._io import write_json_atomic
+
+    out = Path(out)
+    write_json_atomic(out / "report.json", report.to_dict())
+    write_text_atomic(out / "report.md", run_markdown(report))
+    write_text_atomic(out / "report.html", run_html(report))

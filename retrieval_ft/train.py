@@ -90,7 +90,7 @@ def training_data(dataset: IRDataset, config: TrainConfig) -> TrainingData:
         train_qids = [q for q in train_qids if q not in held]
         dev_qrels = {q: train[q] for q in dev_qids}
         source = f"{len(dev_qids)} queries held out of split '{config.split}'"
-    pairs = [(q, d) for q in train_qids for d, g in train[q].items() if g > 0]
+    pairs = [(q, d) for q in train_qids for d, g in train[q].items() if g >= config.min_grade and g > 0]
     if not pairs:
         raise DataError(f"{dataset.source}: split '{config.split}' has no relevant judgments to train on.")
     return TrainingData(pairs=pairs, dev_qrels=dev_qrels, dev_source=source)

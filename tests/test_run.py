@@ -1,0 +1,105 @@
+"""`retrieval-ft run`: config validation, the three report files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from retrieval_ft.cli import main
+from retrieval_ft.config import load_run_config
+from retrieval_ft.errors import ConfigError
+
+from .conftest import write_beir
+
+SVG = "{http://www.w3.org/2000/svg}"
+XHTML = "{http://www.w3.org/1999/xhtml}"
+
+
+def _config(tmp: Path, model: Path, extra: str = "", gate: str = "") -> Path:
+    write_beir(tmp / "data", n_docs=60)
+    write_beir(tmp / "guard", n_docs=30, seed=7)
+    path = tmp / "run.yaml"
+    path.write_text(
+        f"model: {model}\n"
+        "data: data\n"
+        "out: out\n"
+        "train: {method: lora, max_steps: 3, batch_size: 8, lr: 0.02, warmup_ratio: 0.0}\n"
+        "eval: {metrics: [ndcg@10, recall@20], k: 20, encode: {progress: false}}\n"
+        "guards:\n  - {name: topics, data: guard}\n"
+        f"{gate}{extra}"
+    )
+    return path
+
+
+def test_run_writes_reports_and_exit_code_follows_the_gate(tmp_path: Path, tiny_model_path: Path, capsys):
+    config = _config(tmp_path, tiny_model_path, gate="gate: {rules: {min_gain: -1.0, max_drop_any: null, max_drop: 1.0}}\n")
+    assert main(["run", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "ndcg@10" in out and "report:" in out and "gate passed" in out
+    folder = tmp_path / "out"
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report) >= {"base", "tuned", "guards", "train", "gate"}
+    assert set(report["base"]) >= {"metrics", "per_query"} and set(report["tuned"]) >= {"metrics", "per_query"}
+    assert report["gate"] == {**report["gate"], "passed": True, "reasons": []}
+    assert set(report["guards"]["topics"]) == {"base", "tuned"}
+    assert report["train"]["method"] == "lora" and report["train"]["trainable_params"] > 0
+    assert {"seconds", "peak_memory_mb", "artifact_bytes"} <= set(report["train"])
+    assert (folder / "model" / "retrieval_ft.json").is_file() and (folder / "index" / "index.json").is_file()
+    assert report["base"]["dataset"]["fingerprint"] == report["tuned"]["dataset"]["fingerprint"]
+
+    md = (folder / "report.md").read_text()
+    assert md.startswith("# retrieval-ft run: gate passed") and "| ndcg@10 |" in md and "Guard set `topics`" in md
+
+    root = ET.fromstring((folder / "report.html").read_text())  # well-formed XHTML
+    assert root.find(f".//{XHTML}title").text == "retrieval-ft run: gate passed"
+    bars = root.findall(f".//{SVG}rect")
+    assert len(bars) == report["base"]["dataset"]["n_queries_judged"]  # one bar per query (gated metric ndcg@10)
+    assert root.find(".//*[@id='guards']") is not None and root.find(".//*[@id='training']") is not None
+
+    # the same config with a rule that cannot hold: exit 1 and the reason on stdout
+    config.write_text(config.read_text().replace("min_gain: -1.0", "min_gain: 0.9"))
+    assert main(["run", str(config), "--resume"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: ndcg@10 gained" in out
+    assert json.loads((folder / "report.json").read_text())["gate"]["passed"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("trian: {epochs: 1}\n", "unknown key 'trian'. Did you mean 'train'"),
+        ("eval: {metrics: [ndcg@10], kk: 5}\n", "unknown key 'eval.kk'. Did you mean 'k'"),
+        ("unknown_ids: ignore\n", "unknown_ids must be 'error' or 'drop'"),
+        ("gate: {rules: {alpha: 2}}\n", "alpha must be in"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, tiny_model_path: Path, extra: str, message: str, capsys):
+    config = _config(tmp_path, tiny_model_path)
+    text = config.read_text()
+    key = extra.split(":")[0]
+    if key in ("eval", "gate"):
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(key + ":")) + "\n"
+    config.write_text(text + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(str(config))
+    assert main(["run", str(config)]) == 2
+    assert message.split("'")[0] in capsys.readouterr().err
+
+
+def test_paths_are_relative_to_the_config(tmp_path: Path, tiny_model_path: Path):
+    config = load_run_config(str(_config(tmp_path, tiny_model_path)))
+    assert config.data == str(tmp_path / "data") and config.out == str(tmp_path / "out")
+    assert config.guards[0].data == str(tmp_path / "guard")
+    assert load_run_config(str(tmp_path / "run.yaml"), {"out": "elsewhere"}).out == "elsewhere"
+
+
+def test_shipped_configs_load():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    names = sorted(p.name for p in root.glob("*.yaml"))
+    assert {"demo.yaml", "scifact-lora.yaml", "scifact-full.yaml"} <= set(names)
+    for name in names:
+        cfg = load_run_config(str(root / name))
+        assert cfg.model == "all-MiniLM-L6-v2"
