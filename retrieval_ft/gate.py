@@ -59,14 +59,19 @@ def apply_rules(name: str, comparison: Comparison, rules: GateRules) -> tuple[li
 
 
 def gate(baseline: EvaluationResult, candidate: EvaluationResult, config: GateConfig | None = None,
-         guards: dict[str, tuple[EvaluationResult, EvaluationResult]] | None = None, force: bool = False) -> Verdict:
-    """Compare and apply the rules to the main results and to each guard set's (baseline, candidate)."""
+         guards: dict[str, tuple[EvaluationResult, EvaluationResult]] | None = None, force: bool = False,
+         also_compare: tuple[str, ...] = ()) -> Verdict:
+    """Compare and apply the rules to the main results and to each guard set's (baseline, candidate).
+
+    `also_compare`: metrics compared for the report too (when both results have them), without rules.
+    """
     config = config or GateConfig()
     pairs = {"main": (baseline, candidate), **(guards or {})}
     reasons, checked, comparisons = [], [], {}
     for name, (base, cand) in pairs.items():
         rules = config.rules if name == "main" else config.for_guard(name)
-        cmp_config = CompareConfig(metrics=rules.metrics, test=config.test, alpha=rules.alpha,
+        extra = tuple(m for m in also_compare if m in base.per_query and m in cand.per_query)
+        cmp_config = CompareConfig(metrics=tuple(dict.fromkeys(rules.metrics + extra)), test=config.test, alpha=rules.alpha,
                                    bootstrap=config.bootstrap, seed=config.seed)
         comparisons[name] = compare(base, cand, cmp_config, force=force)
         failures, checks = apply_rules(name, comparisons[name], rules)

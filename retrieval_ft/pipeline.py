@@ -154,7 +154,8 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
         guard_eval = replace(config.eval, split=guard.split)
         guards[guard.name] = {"base": evaluate(base_encoder, guard_data, guard_eval),
                               "tuned": evaluate(tuned_encoder, guard_data, guard_eval)}
-    verdict = gate(base, tuned, config.gate, {n: (g["base"], g["tuned"]) for n, g in guards.items()})
+    verdict = gate(base, tuned, config.gate, {n: (g["base"], g["tuned"]) for n, g in guards.items()},
+                   also_compare=config.eval.metrics)
 
     stamp = trained.stamp
     train_info = {

@@ -161,8 +161,11 @@ def run_html(report: Any) -> str:
         parts.append(f"<tr><td class='text'>{_esc(name)}</td><td>{value:.4f}</td><td>{tuned:.4f}</td>"
                      f"<td>{tuned - value:+.4f}</td><td>{ci}</td><td>{p}</td></tr>")
     parts.append("</table>")
+    gated = set(report.config.get("gate", {}).get("rules", {}).get("metrics", ())) or set(main.metrics if main else ())
     if main:
         for name, m in main.metrics.items():
+            if name not in gated:
+                continue
             parts.append(f"<h2>Per-query change of {_esc(name)}</h2><p>{m.wins} queries gained, {m.ties} unchanged, "
                          f"{m.losses} lost; sorted from the largest loss to the largest gain.</p>")
             parts.append(_delta_svg(list(m.deltas.values()), name))

@@ -35,7 +35,8 @@ def _config(tmp: Path, model: Path, extra: str = "", gate: str = "") -> Path:
 
 
 def test_run_writes_reports_and_exit_code_follows_the_gate(tmp_path: Path, tiny_model_path: Path, capsys):
-    config = _config(tmp_path, tiny_model_path, gate="gate: {rules: {min_gain: -1.0, max_drop_any: null, max_drop: 1.0}}\n")
+    config = _config(tmp_path, tiny_model_path, gate="gate: {rules: {min_gain: -1.0, max_drop_any: null, max_drop: 1.0}, "
+                                                       "guard_rules: {max_drop_any: null, max_drop: 1.0}}\n")
     assert main(["run", str(config)]) == 0
     out = capsys.readouterr().out
     assert "ndcg@10" in out and "report:" in out and "gate passed" in out
