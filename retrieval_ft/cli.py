@@ -32,6 +32,8 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="where corpus embeddings are cached (default ~/.cache/retrieval-ft/embeddings)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow models that run their own code from the hub (off by default)")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="load pickle-based weights (.bin/.pt); they can run code when loaded (off by default)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--doc-prompt")
     g.add_argument("--max-seq-length", type=int)
     g.add_argument("--device")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code (off by default)")
+    g.add_argument("--allow-pickle", action="store_true", help="load pickle-based weights (off by default)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     mg = sub.add_parser("merge", help="merge a LoRA/hybrid adapter into its base model",
@@ -147,6 +151,8 @@ def _encode_config(args: argparse.Namespace):  # -> EncodeConfig
         "cache": not args.no_cache,
         "cache_dir": args.cache_dir,
         "progress": False if args.no_progress else None,
+        "trust_remote_code": args.trust_remote_code,
+        "allow_pickle": args.allow_pickle,
     }
     return from_dict(EncodeConfig, values)
 
@@ -165,7 +171,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import evaluate
     from .report import evaluation_table
 
-    encoder = Encoder(args.model, config.encode, trust_remote_code=args.trust_remote_code)
+    encoder = Encoder(args.model, config.encode)
     result = evaluate(encoder, args.data, config,
                       unknown_ids="drop" if args.drop_unknown_judgments else "error",
                       save_run=args.save_run, save_index=args.save_index)
@@ -190,7 +196,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = from_dict(TrainConfig, values, args.config or "")
     encode = from_dict(EncodeConfig, {"query_prompt": args.query_prompt, "document_prompt": args.doc_prompt,
                                       "max_seq_length": args.max_seq_length, "device": args.device,
-                                      "progress": False if args.no_progress else None})
+                                      "progress": False if args.no_progress else None,
+                                      "trust_remote_code": args.trust_remote_code, "allow_pickle": args.allow_pickle})
     from .train import finetune
 
     result = finetune(args.model, args.data, config, args.out, encode=encode, resume=args.resume,

@@ -44,6 +44,8 @@ class EncodeConfig:
     cache: bool = True  # reuse corpus embeddings keyed by encoder fingerprint + corpus hash
     cache_dir: str | None = None  # default: $RETRIEVAL_FT_CACHE/embeddings or ~/.cache/retrieval-ft/embeddings
     progress: bool | None = None  # None shows progress bars on a terminal only
+    trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
+    allow_pickle: bool = False  # load pickle-based weights (.bin/.pt), which can run code when loaded
 
     def __post_init__(self) -> None:
         _enum(self, "similarity", Similarity)

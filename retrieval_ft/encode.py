@@ -56,8 +56,9 @@ class Encoder:
         self.config = config or EncodeConfig()
         if isinstance(model, str):
             name = name or model
-            model = load_model(model, device=self.config.device, trust_remote_code=trust_remote_code,
-                               max_seq_length=self.config.max_seq_length)
+            model = load_model(model, device=self.config.device,
+                               trust_remote_code=trust_remote_code or self.config.trust_remote_code,
+                               max_seq_length=self.config.max_seq_length, allow_pickle=self.config.allow_pickle)
         elif self.config.max_seq_length is not None:
             model.max_seq_length = self.config.max_seq_length
         self.model = model

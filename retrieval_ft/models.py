@@ -71,18 +71,43 @@ def resolve_model(name: str | os.PathLike[str]) -> ResolvedModel:
     return ResolvedModel(name=name, location=name, local=False)
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_no_pickle(folder: str | os.PathLike[str]) -> None:
+    """Refuse a model folder whose weights exist only in pickle-based files (loading them can run code)."""
+    folder = Path(folder)
+    pickled = [p for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES and p.is_file() and p.name != "training_args.bin"]
+    safe = {p.parent for p in folder.rglob("*.safetensors")}
+    unsafe = [p for p in pickled if p.parent not in safe]
+    if unsafe:
+        raise ModelError(
+            f"{unsafe[0]}: pickle-based weights, which can run code when loaded. Convert the model to "
+            "safetensors (model.save_pretrained(..., safe_serialization=True)), or allow pickle explicitly "
+            "(--allow-pickle / allow_pickle: true) for a model you trust."
+        )
+
+
 def load_model(
     name: str | os.PathLike[str],
     *,
     device: str | None = None,
     trust_remote_code: bool = False,
     max_seq_length: int | None = None,
+    allow_pickle: bool = False,
 ) -> SentenceTransformer:
-    """Load a sentence-transformers model from a folder or hub id (see module docstring)."""
+    """Load a sentence-transformers model from a folder or hub id (see module docstring).
+
+    Weights load from safetensors only unless `allow_pickle`; a model's own code runs only with
+    `trust_remote_code`.
+    """
     resolved = resolve_model(name)
+    if resolved.local and not allow_pickle:
+        check_no_pickle(resolved.location)
     stamp = read_stamp(resolved.location) if resolved.local else None
     if stamp is not None and stamp.get("artifact") == ArtifactKind.ADAPTER:
-        model = _load_adapter_artifact(resolved, stamp, device=device, trust_remote_code=trust_remote_code)
+        model = _load_adapter_artifact(resolved, stamp, device=device, trust_remote_code=trust_remote_code,
+                                       allow_pickle=allow_pickle)
         if max_seq_length is not None:
             model.max_seq_length = max_seq_length
         return model
@@ -95,6 +120,7 @@ def load_model(
             device=device,
             trust_remote_code=trust_remote_code,
             local_files_only=resolved.local or offline,
+            model_kwargs=None if allow_pickle else {"use_safetensors": True},
         )
     except ModelError:
         raise
@@ -167,13 +193,14 @@ def read_stamp(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     return stamp
 
 
-def _load_base(location: str, stamp: dict[str, Any], *, device: str | None, trust_remote_code: bool) -> SentenceTransformer:
+def _load_base(location: str, stamp: dict[str, Any], *, device: str | None, trust_remote_code: bool,
+               allow_pickle: bool = False) -> SentenceTransformer:
     """The base model an adapter was trained on, found by name or last path and checked by fingerprint."""
     base = stamp.get("base") or {}
     model = None
     for candidate in (c for c in (base.get("name"), base.get("path")) if c):
         try:
-            model = load_model(candidate, device=device, trust_remote_code=trust_remote_code)
+            model = load_model(candidate, device=device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
             break
         except ModelError:
             continue
@@ -192,9 +219,10 @@ def _load_base(location: str, stamp: dict[str, Any], *, device: str | None, trus
 
 
 def _load_adapter_artifact(resolved: ResolvedModel, stamp: dict[str, Any], *, device: str | None,
-                           trust_remote_code: bool) -> SentenceTransformer:
+                           trust_remote_code: bool, allow_pickle: bool = False) -> SentenceTransformer:
     """The base model with the adapter (LoRA weights and any fully trained modules) loaded onto it."""
-    model = _load_base(resolved.location, stamp, device=device, trust_remote_code=trust_remote_code)
+    model = _load_base(resolved.location, stamp, device=device, trust_remote_code=trust_remote_code,
+                       allow_pickle=allow_pickle)
     try:
         model.load_adapter(resolved.location)
     except Exception as exc:  # peft raises several types for bad adapter files

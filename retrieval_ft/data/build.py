@@ -131,7 +131,18 @@ class _TemplateValues(dict):
         return _scalar(self._rec[key], self._path, self._line, key).strip()
 
 
-def build_corpus(records: Iterable[tuple[int, Mapping[str, Any]]], path: Path, fields: Fields = CORPUS_FIELDS) -> dict[str, Document]:
+def _check_image_path(image: str, root: Path, path: Path, line: int, field: str) -> None:
+    """An image path must be relative and stay inside the dataset folder."""
+    if Path(image).is_absolute() or not (root / image).resolve().is_relative_to(root.resolve()):
+        raise DataError(
+            f"{where(path, line, field)}: image path {image!r} leaves the dataset folder {root}; "
+            "image paths must be relative to it and stay inside."
+        )
+
+
+def build_corpus(records: Iterable[tuple[int, Mapping[str, Any]]], path: Path, fields: Fields = CORPUS_FIELDS,
+                 root: Path | None = None) -> dict[str, Document]:
+    """Documents from records; `root` (the dataset folder) bounds image paths."""
     corpus: dict[str, Document] = {}
     first_line: dict[str, int] = {}
     for line, rec in records:
@@ -143,6 +154,7 @@ def build_corpus(records: Iterable[tuple[int, Mapping[str, Any]]], path: Path, f
         image = None
         if fields.image is not None and rec.get(fields.image) not in (None, ""):
             image = _scalar(rec[fields.image], path, line, fields.image)
+            _check_image_path(image, root if root is not None else path.parent, path, line, fields.image)
         text = _record_text(rec, fields, path, line, required=image is None and fields.template is None)
         title = ""
         if fields.title is not None and fields.template is None and fields.title in rec:
