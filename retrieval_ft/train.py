@@ -215,7 +215,10 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
-    ckpts = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    """The newest complete checkpoint: the Trainer writes trainer_state.json last, so a checkpoint
+    torn by a kill mid-save is skipped."""
+    ckpts = [p for p in folder.glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
 
 

@@ -61,3 +61,36 @@ def test_killed_json_writer_leaves_valid_json(tmp_path: Path, delay: float):
     _kill_mid_write("json", target, delay)
     rows = json.loads(target.read_text())["rows"]
     assert rows == [1, 2, 3] or len(rows) == 300_000
+
+
+def test_training_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path, tiny_model_path: Path):
+    from retrieval_ft.config import EncodeConfig, TrainConfig
+    from retrieval_ft.encode import Encoder
+    from retrieval_ft.models import STAMP
+    from retrieval_ft.train import finetune
+
+    from .conftest import write_beir
+
+    data = write_beir(tmp_path / "data", n_docs=60)
+    args = ["train", "--model", str(tiny_model_path), "--data", str(data), "--method", "full", "--lr", "0.005",
+            "--max-steps", "12", "--batch-size", "8", "--no-progress", "--config", str(tmp_path / "t.yaml")]
+    (tmp_path / "t.yaml").write_text("warmup_ratio: 0.0\nevals_per_epoch: 2\n")  # a checkpoint every step
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "retrieval_ft.cli", *args, "--out", str(cut)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cut / "checkpoints" / "checkpoint-5" / "trainer_state.json").exists():
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / STAMP).exists(), "training finished before it could be killed"
+
+    config = TrainConfig(method="full", lr=0.005, max_steps=12, batch_size=8, warmup_ratio=0.0, evals_per_epoch=2)
+    enc = EncodeConfig(progress=False)
+    resumed = finetune(str(tiny_model_path), data, config, cut, encode=enc, resume=True)
+    whole = finetune(str(tiny_model_path), data, config, tmp_path / "whole", encode=enc)
+    texts = ["star galaxy", "flour sugar", "goal match"]
+    a = Encoder(str(whole.artifact), enc).encode_documents(texts)
+    b = Encoder(str(resumed.artifact), enc).encode_documents(texts)
+    assert np.abs(a - b).max() < 1e-5  # same seed and data order; float reassociation only
+    assert resumed.stamp["steps"] == 12
