@@ -192,3 +192,12 @@ def test_missing_path_and_split(tmp_path: Path, beir_dir: Path):
         load_dataset(tmp_path / "nowhere")
     with pytest.raises(DataError, match=r"no judgments for split 'dev' \(splits with judgments: test, train\)"):
         load_dataset(beir_dir).split("dev")
+
+
+def test_spec_paths_cannot_leave_the_spec_folder(tmp_path: Path):
+    (tmp_path / "inside").mkdir()
+    folder = _catalog(tmp_path / "inside")
+    spec = folder / "dataset.yaml"
+    spec.write_text(spec.read_text().replace("path: products.csv", "path: ../../outside.csv"))
+    with pytest.raises(DataError, match="corpus path '../../outside.csv' leaves the dataset folder"):
+        load_dataset(spec)

@@ -88,3 +88,20 @@ def test_fuzzing_sees_errors_it_allows():
     else:
         raise AssertionError("expected a DataError")
 
+
+
+@FUZZ
+@given(st.binary(max_size=400), st.sampled_from(["corpus.parquet", "queries.parquet", "qrels/test.parquet"]))
+def test_random_bytes_as_parquet(junk: bytes, target: str):
+    import datasets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "qrels").mkdir()
+        datasets.Dataset.from_list([{"_id": "d1", "title": "", "text": "x"}]).to_parquet(str(folder / "corpus.parquet"))
+        datasets.Dataset.from_list([{"_id": "q1", "text": "y"}]).to_parquet(str(folder / "queries.parquet"))
+        datasets.Dataset.from_list([{"query-id": "q1", "corpus-id": "d1", "score": 1}]).to_parquet(
+            str(folder / "qrels" / "test.parquet"))
+        (folder / target).write_bytes(junk)
+        with contextlib.suppress(RetrievalFTError):
+            load_dataset(folder)

@@ -58,7 +58,13 @@ def _table(section: str, value: Any, root: Path, spec_path: Path) -> tuple[Path,
         value = {"path": value}
     if not isinstance(value, Mapping) or "path" not in value:
         raise DataError(f"{spec_path}: {section} must be a file path or a mapping with a 'path' key.")
-    return root / str(value["path"]), value
+    path = root / str(value["path"])
+    if Path(str(value["path"])).is_absolute() or not path.resolve().is_relative_to(root.resolve()):
+        raise DataError(
+            f"{spec_path}: {section} path {value['path']!r} leaves the dataset folder {root}; paths must be relative "
+            "to the spec and stay inside its folder (copy or link the file there)."
+        )
+    return path, value
 
 
 def _judgments(path: Path, spec: Mapping[str, Any]) -> Iterator[tuple[int, str, str, Any]]:
