@@ -26,9 +26,10 @@ def _evaluate(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_evaluate_writes_results_and_reuses_cache(capsys, tiny_model_path: Path, beir_dir: Path, tmp_path: Path):
     out_json, run_file = tmp_path / "res.json", tmp_path / "run.trec"
+    cache = ["--cache-dir", str(tmp_path / "cache")]  # its own cache: other tests may have encoded this corpus
     code, out, err = _evaluate(capsys, "--model", str(tiny_model_path), "--data", str(beir_dir),
                                "--out", str(out_json), "--save-run", str(run_file), "--k", "20",
-                               "--metrics", "ndcg@10,recall@20,mrr@10")
+                               "--metrics", "ndcg@10,recall@20,mrr@10", *cache)
     assert code == 0, err
     assert "ndcg@10" in out and "skipped (no judgments)=1" in out
     res = json.loads(out_json.read_text())
@@ -54,7 +55,7 @@ def test_evaluate_writes_results_and_reuses_cache(capsys, tiny_model_path: Path,
         assert res["metrics"][name] == pytest.approx(value, abs=1e-12)
 
     code, out, _ = _evaluate(capsys, "--model", str(tiny_model_path), "--data", str(beir_dir),
-                             "--out", str(out_json), "--k", "20", "--metrics", "ndcg@10,recall@20,mrr@10")
+                             "--out", str(out_json), "--k", "20", "--metrics", "ndcg@10,recall@20,mrr@10", *cache)
     again = json.loads(out_json.read_text())
     assert code == 0 and again["cache"]["hit"] is True and "cache hit" in out
     assert again["metrics"] == res["metrics"]
