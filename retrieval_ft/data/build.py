@@ -140,27 +140,30 @@ def _check_image_path(image: str, root: Path, path: Path, line: int, field: str)
         )
 
 
-def build_corpus(records: Iterable[tuple[int, Mapping[str, Any]]], path: Path, fields: Fields = CORPUS_FIELDS,
-                 root: Path | None = None) -> dict[str, Document]:
-    """Documents from records; `root` (the dataset folder) bounds image paths."""
+def _check_unique(kind: str, rid: str, first_line: dict[str, int], path: Path, line: int) -> None:
+    if rid in first_line:
+        raise DataError(
+            f"{where(path, line)}: duplicate {kind} id {rid!r} (first seen on line {first_line[rid]}); ids must be unique."
+        )
+    first_line[rid] = line
+
+
+def build_corpus(records: Iterable[tuple[int, Mapping[str, Any]]], path: Path, fields: Fields = CORPUS_FIELDS) -> dict[str, Document]:
+    """Documents from records; image paths are bounded by the corpus file's folder (the dataset folder)."""
     corpus: dict[str, Document] = {}
     first_line: dict[str, int] = {}
     for line, rec in records:
         did = _record_id(rec, fields, path, line)
-        if did in corpus:
-            raise DataError(
-                f"{where(path, line)}: duplicate document id {did!r} (first seen on line {first_line[did]}); ids must be unique."
-            )
+        _check_unique("document", did, first_line, path, line)
         image = None
         if fields.image is not None and rec.get(fields.image) not in (None, ""):
             image = _scalar(rec[fields.image], path, line, fields.image)
-            _check_image_path(image, root if root is not None else path.parent, path, line, fields.image)
+            _check_image_path(image, path.parent, path, line, fields.image)
         text = _record_text(rec, fields, path, line, required=image is None and fields.template is None)
         title = ""
         if fields.title is not None and fields.template is None and fields.title in rec:
             title = _scalar(rec[fields.title], path, line, fields.title).strip()
         corpus[did] = Document(id=did, text=text, title=title, image=image)
-        first_line[did] = line
     if not corpus:
         raise DataError(f"{path}: the corpus is empty; a dataset needs at least one document.")
     return corpus
@@ -171,15 +174,11 @@ def build_queries(records: Iterable[tuple[int, Mapping[str, Any]]], path: Path, 
     first_line: dict[str, int] = {}
     for line, rec in records:
         qid = _record_id(rec, fields, path, line)
-        if qid in queries:
-            raise DataError(
-                f"{where(path, line)}: duplicate query id {qid!r} (first seen on line {first_line[qid]}); ids must be unique."
-            )
+        _check_unique("query", qid, first_line, path, line)
         text = _record_text(rec, fields, path, line, required=True)
         if not text:
             raise DataError(f"{where(path, line, str(fields.text))}: empty query text.")
         queries[qid] = text
-        first_line[qid] = line
     return queries
 
 
