@@ -338,8 +338,6 @@ def finetune(
         prompts = {c: p for c, p in prompts.items() if p} or None
         sampler = BatchSamplers.NO_DUPLICATES
     train_set = hf_datasets.Dataset.from_dict(rows)
-    # the model card's widget examples cost an extra encode pass and print a progress bar
-    train_model.model_card_data.generate_widget_examples = False
 
     trainable, total = parameter_counts(train_model)
     steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))
@@ -374,6 +372,11 @@ def finetune(
     )
     trainer = SentenceTransformerTrainer(model=train_model, args=args, train_dataset=train_set, loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)
+    # training logs go to our logger (shown with -v) instead of dicts printed on stdout
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_log_callback())
     logger.info("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                 config.method.value, len(train_set), total_steps, tdata.dev_source, trainable, total)
     start = time.perf_counter()
@@ -425,6 +428,18 @@ def finetune(
     return TrainResult(artifact=out, method=config.method.value, best_dev_ndcg=best, history=history,
                        train_seconds=train_seconds, peak_memory_mb=peak, trainable_params=trainable,
                        total_params=total, artifact_bytes=size, stamp=stamp)
+
+
+def _log_callback() -> Any:
+    from transformers import TrainerCallback
+
+    class LogToLogger(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if logs:
+                values = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
+                logger.info("step %d/%d: %s", state.global_step, state.max_steps, values)
+
+    return LogToLogger()
 
 
 def _dev_history(trainer: Any, evaluator: Any) -> list[dict[str, float]]:
