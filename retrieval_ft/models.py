@@ -95,11 +95,14 @@ def load_model(
     trust_remote_code: bool = False,
     max_seq_length: int | None = None,
     allow_pickle: bool = False,
+    merge_adapters: bool = True,
 ) -> SentenceTransformer:
     """Load a sentence-transformers model from a folder or hub id (see module docstring).
 
     Weights load from safetensors only unless `allow_pickle`; a model's own code runs only with
-    `trust_remote_code`.
+    `trust_remote_code`. A LoRA/hybrid artifact is loaded onto its base and, unless
+    `merge_adapters=False`, merged into the weights in memory, so encoding costs what the plain
+    model costs (the saved adapter stays small).
     """
     resolved = resolve_model(name)
     if resolved.local and not allow_pickle:
@@ -107,7 +110,7 @@ def load_model(
     stamp = read_stamp(resolved.location) if resolved.local else None
     if stamp is not None and stamp.get("artifact") == ArtifactKind.ADAPTER:
         model = _load_adapter_artifact(resolved, stamp, device=device, trust_remote_code=trust_remote_code,
-                                       allow_pickle=allow_pickle)
+                                       allow_pickle=allow_pickle, merge=merge_adapters)
         if max_seq_length is not None:
             model.max_seq_length = max_seq_length
         return model
@@ -219,12 +222,18 @@ def _load_base(location: str, stamp: dict[str, Any], *, device: str | None, trus
 
 
 def _load_adapter_artifact(resolved: ResolvedModel, stamp: dict[str, Any], *, device: str | None,
-                           trust_remote_code: bool, allow_pickle: bool = False) -> SentenceTransformer:
-    """The base model with the adapter (LoRA weights and any fully trained modules) loaded onto it."""
+                           trust_remote_code: bool, allow_pickle: bool = False, merge: bool = True) -> SentenceTransformer:
+    """The base model with the adapter (LoRA weights and any fully trained modules) loaded onto it,
+    merged into the weights when `merge`."""
     model = _load_base(resolved.location, stamp, device=device, trust_remote_code=trust_remote_code,
                        allow_pickle=allow_pickle)
     try:
-        model.load_adapter(resolved.location)
+        if merge:
+            from peft import PeftModel
+
+            model[0].model = PeftModel.from_pretrained(model.transformers_model, resolved.location).merge_and_unload()
+        else:
+            model.load_adapter(resolved.location)
     except Exception as exc:  # peft raises several types for bad adapter files
         raise ModelError(f"{resolved.location}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
     model._retrieval_ft_source = resolved  # type: ignore[attr-defined]
@@ -320,21 +329,14 @@ def document_side(model: SentenceTransformer) -> SentenceTransformer:
 def merge_adapter(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Write to `out` a plain model whose weights are the base with the adapter merged in (LoRA
     folded into the linear layers, fully trained modules swapped in); its stamp says so."""
-    from peft import PeftModel
-
     from ._io import atomic_dir, write_json_atomic
 
     stamp = read_stamp(folder)
     if stamp is None or stamp.get("artifact") != ArtifactKind.ADAPTER:
         raise ModelError(f"{folder}: not a LoRA/hybrid adapter artifact (no adapter stamp); nothing to merge.")
-    base = _load_base(str(folder), stamp, device="cpu", trust_remote_code=False)
-    try:
-        peft_model = PeftModel.from_pretrained(base.transformers_model, str(folder))
-    except Exception as exc:  # peft raises several types for bad adapter files
-        raise ModelError(f"{folder}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
-    base[0].model = peft_model.merge_and_unload()
+    merged = load_model(folder, device="cpu")
     merged_stamp = {**stamp, "artifact": ArtifactKind.FULL.value, "merged_from": str(Path(folder).resolve())}
     with atomic_dir(out) as tmp:
-        base.save(str(tmp))
+        merged.save(str(tmp))
         write_json_atomic(tmp / STAMP, merged_stamp)
     return Path(out)

@@ -89,12 +89,15 @@ def test_query_only_reuses_base_corpus_embeddings(trained, tiny_model_path, data
 
 @pytest.mark.parametrize("method", ["lora", "hybrid"])
 def test_merged_adapter_embeds_like_the_adapter(trained, method, tmp_path):
-    adapter = Encoder(str(trained[method].artifact), ENC)
+    adapter = Encoder(load_model(str(trained[method].artifact), merge_adapters=False), ENC)  # peft layers, unmerged
     merged_dir = merge_adapter(trained[method].artifact, tmp_path / "merged")
     merged = Encoder(str(merged_dir), ENC)
+    in_memory = Encoder(str(trained[method].artifact), ENC)  # merged on load
     assert json.loads((merged_dir / STAMP).read_text())["artifact"] == "full"
     diff = np.abs(adapter.encode_documents(TEXTS) - merged.encode_documents(TEXTS)).max()
     assert diff < 1e-4
+    np.testing.assert_array_equal(in_memory.encode_documents(TEXTS), merged.encode_documents(TEXTS))
+    assert in_memory.fingerprint == merged.fingerprint
     assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
 
 
