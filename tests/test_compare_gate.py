@@ -190,3 +190,17 @@ def test_rules_are_validated():
         GateRules(alpha=0)
     with pytest.raises(ConfigError, match="unknown metric"):
         GateRules(metrics=("ndgc@10",))
+
+
+def test_gate_does_not_import_torch(tmp_path: Path):
+    import subprocess
+    import sys
+
+    base = _write(tmp_path, "base.json", result(BASE))
+    good = _write(tmp_path, "good.json", result(shifted(0.05, 0.03)))
+    probe = ("import sys\nfrom retrieval_ft.cli import main\n"
+             f"code = main(['gate', '--baseline', {base!r}, '--candidate', {good!r}])\n"
+             "print('EXIT', code, 'TORCH', 'torch' in sys.modules, 'TRANSFORMERS', 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert "EXIT 0 TORCH False TRANSFORMERS False" in out
