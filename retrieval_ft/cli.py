@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "sentence-transformers Trainer; keep the checkpoint with the best dev NDCG@10.",
     )
     tr.add_argument("--model", required=True, help="base model folder, hub id, or all-MiniLM-L6-v2 (bundled)")
-    tr.add_argument("--data", required=True, help="dataset with a train split (see evaluate --help)")
+    tr.add_argument("--data", required=True,
+                    help="dataset with a train split (see evaluate --help), or a pair/triplet file "
+                         "(.jsonl/.csv/.tsv/.parquet with anchor, positive and optional negative columns)")
     tr.add_argument("--method", choices=["full", "lora", "hybrid", "query-only"], help="default: full")
     tr.add_argument("--out", required=True, help="artifact folder (checkpoints go to OUT/checkpoints)")
     tr.add_argument("--config", help="YAML with training settings (TrainConfig fields); flags override it")

@@ -27,6 +27,7 @@ import numpy as np
 from ._io import atomic_dir, write_json_atomic
 from .config import EncodeConfig, Loss, Method, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
+from .data.pairs import is_pair_file, load_pairs
 from .encode import Encoder
 from .errors import ConfigError, DataError
 from .index import build_index
@@ -251,6 +252,9 @@ def finetune(
 ) -> TrainResult:
     """Fine-tune `model` on `data`'s train split with `config.method`; write the artifact to `out`.
 
+    `data` is a dataset (its `train` judgments make the pairs) or a pair/triplet file (anchor,
+    positive, optional negative columns; see data/pairs.py).
+
     `resume` continues from the last checkpoint in `out/checkpoints`; `callbacks` are passed to the
     transformers Trainer.
     """
@@ -270,7 +274,13 @@ def finetune(
     if resume and last is None:
         logger.warning("--resume: no checkpoint in %s; starting from the beginning.", ckpt_dir)
 
-    dataset = data if isinstance(data, IRDataset) else load_dataset(data, unknown_ids)
+    explicit: dict[tuple[str, str], list[str]] = {}
+    if isinstance(data, IRDataset):
+        dataset = data
+    elif is_pair_file(data):
+        dataset, explicit = load_pairs(data)
+    else:
+        dataset = load_dataset(data, unknown_ids)
     tdata = training_data(dataset, config)
     seed = config.seed
     random.seed(seed)
@@ -282,11 +292,13 @@ def finetune(
     normalize = base.normalize
     doc_ids = list(dataset.corpus)
     row = {d: i for i, d in enumerate(doc_ids)}
-    need_base_vectors = config.method is Method.QUERY_ONLY or config.mines_negatives
+    # a triplet file brings its own negatives (the same number on every row); else mine them if asked
+    negatives: list[list[str]] = [explicit.get(pair, []) for pair in tdata.pairs]
+    n_neg = len(negatives[0]) if negatives else 0
+    mine = n_neg == 0 and config.mines_negatives
+    need_base_vectors = config.method is Method.QUERY_ONLY or mine
     corpus_vectors = base.encode_corpus(dataset.corpus).vectors if need_base_vectors else None  # (n_docs, dim)
-
-    negatives: list[list[str]] = [[] for _ in tdata.pairs]
-    if config.mines_negatives:
+    if mine:
         assert corpus_vectors is not None
         qids = sorted({q for q, _ in tdata.pairs})
         qvecs = dict(zip(qids, base.encode_queries([dataset.queries[q] for q in qids]), strict=True))
@@ -299,7 +311,7 @@ def finetune(
                            len(negatives) - len(keep), len(negatives), hn.num)
         tdata = TrainingData([tdata.pairs[i] for i in keep], tdata.dev_qrels, tdata.dev_source)
         negatives = [negatives[i] for i in keep]
-    n_neg = config.hard_negatives.num if config.mines_negatives else 0
+        n_neg = hn.num
 
     # dev corpus: every document judged for a dev query, then random others up to dev_corpus_size
     rng = random.Random(seed)

@@ -215,3 +215,28 @@ def test_cached_mnrl_and_matryoshka_losses_train(tiny_model_path, data_dir, tmp_
     assert Encoder(str(result.artifact), ENC).fingerprint != Encoder(str(tiny_model_path), ENC).fingerprint
     with pytest.raises(ConfigError, match="exceed the model's dimension 32"):
         finetune(str(tiny_model_path), data_dir, TrainConfig(matryoshka_dims=(64,), **FAST), tmp_path / "bad", encode=ENC)
+
+
+@pytest.mark.parametrize("method", ["full", "query-only"])
+def test_pair_and_triplet_files_train(tiny_model_path, tmp_path, method):
+    rows = [{"anchor": f"{w} question", "positive": f"{w} answer text", "negative": f"unrelated {i}"}
+            for i, w in enumerate(["star", "flour", "goal", "vaccine", "bank", "moon", "oven", "match"])]
+    triplets = tmp_path / "triplets.jsonl"
+    triplets.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = finetune(str(tiny_model_path), triplets, TrainConfig(method=method, lr=5e-3, **FAST), tmp_path / "t", encode=ENC)
+    assert result.stamp["data"]["hard_negatives"] == 1 and result.stamp["data"]["path"] == str(triplets)
+    assert Encoder(str(result.artifact), ENC).fingerprint != Encoder(str(tiny_model_path), ENC).fingerprint
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("anchor,positive\n" + "".join(f"{r['anchor']},{r['positive']}\n" for r in rows))
+    result = finetune(str(tiny_model_path), pairs, TrainConfig(method="lora", lr=2e-2, **FAST), tmp_path / "p", encode=ENC)
+    assert result.stamp["data"]["pairs"] == 7  # one of eight anchors held out for dev
+
+
+def test_pair_file_errors_name_the_line(tiny_model_path, tmp_path, capsys):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('{"anchor": "a", "positive": "b", "negative": "c"}\n{"anchor": "d", "positive": "e"}\n')
+    assert main(["train", "--model", str(tiny_model_path), "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "pairs.jsonl:2: 0 negatives, but earlier rows have 1" in capsys.readouterr().err
+    bad.write_text('{"question": "a", "positive": "b"}\n')
+    assert main(["train", "--model", str(tiny_model_path), "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "pairs.jsonl:1: missing column 'anchor'" in capsys.readouterr().err
