@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--out", help="output folder (default: the config's out)")
     rn.add_argument("--resume", action="store_true", help="continue an interrupted tuning run")
 
+    bn = sub.add_parser("bench", help="benchmark tuning methods over several seeds (eval/results/NAME.md/.json)",
+                        description="Run base and every method of a benchmark config with each seed; write "
+                                    "NAME.json, NAME.md and a quality-vs-cost NAME.svg into the config's out folder.")
+    bn.add_argument("config", help="benchmark config YAML (see eval/configs/)")
+
     cp = sub.add_parser("compare", help="compare two result files: deltas, significance, per-query losses",
                         description="Compare a baseline and a candidate result (from evaluate, or the base/tuned "
                                     "parts of a run report). Exits 0 unless the input is bad (2).")
@@ -245,6 +250,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_GATE_FAILED
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+    from .config import load_bench_config
+
+    config = load_bench_config(args.config)
+    out = run_bench(config)
+    first = config.eval.metrics[0]
+    for name, entry in out["methods"].items():
+        stats = entry["metrics"][first]
+        delta = "" if name == "base" else f"  delta {entry['delta'][first]:+.4f} (p={entry['p_value'][first]:.3g})"
+        print(f"{name:<12} {first} {stats['mean']:.4f} ± {stats['std']:.4f}{delta}")
+    print(f"results: {config.out}/{config.name}.md (and .json, .svg)")
+    return EXIT_OK
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from ._io import write_json_atomic, write_text_atomic
     from .compare import compare
@@ -313,7 +333,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "compare": _cmd_compare,
+COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "compare": _cmd_compare,
             "gate": _cmd_gate, "demo-data": _cmd_demo_data}
 
 

@@ -468,3 +468,69 @@ def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> Ru
         return from_dict(RunConfig, values)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BenchMethod:
+    """One contender: a name for the tables, the tuning method and TrainConfig overrides."""
+
+    name: str
+    method: Method
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+
+    def __post_init__(self) -> None:
+        _enum(self, "method", Method)
+        from_dict(TrainConfig, {**self.train, "method": self.method.value}, f"methods.{self.name}.train")
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return from_dict(TrainConfig, {**self.train, "method": self.method.value, "seed": seed})
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """`retrieval-ft bench`: every method with several seeds against the base, with guard sets."""
+
+    name: str
+    model: str
+    data: str
+    methods: tuple[BenchMethod, ...]
+    seeds: tuple[int, ...] = (42, 43, 44)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    guards: tuple[GuardSet, ...] = ()
+    out: str = "eval/results"
+    work: str = "out/bench"  # tuned artifacts, one folder per method and seed
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ConfigError("methods: name at least one method to benchmark.")
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names) or "base" in names:
+            raise ConfigError(f"method names must be unique and not 'base', got {names}.")
+        if not self.seeds:
+            raise ConfigError("seeds: give at least one seed.")
+
+
+def load_bench_config(path: str) -> BenchConfig:
+    """Read a benchmark config YAML; paths are relative to it."""
+    import os
+
+    values = load_yaml(path)
+    base = os.path.dirname(os.path.abspath(path))
+
+    def rel(p: Any) -> Any:
+        return p if not isinstance(p, str) or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    for key in ("data", "out", "work"):
+        if isinstance(values.get(key), str) and not (key == "data" and values[key] == "demo"):
+            values[key] = rel(values[key])
+    if isinstance(values.get("model"), str) and os.path.exists(rel(values["model"])):
+        values["model"] = rel(values["model"])
+    values["guards"] = [from_dict(GuardSet, {**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g,
+                                  f"guards[{i}]") for i, g in enumerate(values.get("guards") or [])]
+    methods = values.get("methods")
+    if isinstance(methods, dict):  # {name: {method: lora, train: {...}}}
+        values["methods"] = [from_dict(BenchMethod, {"name": n, **(m or {})}, f"methods.{n}") for n, m in methods.items()]
+    try:
+        return from_dict(BenchConfig, values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

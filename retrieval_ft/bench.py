@@ -1,0 +1,161 @@
+"""The method benchmark: base vs every tuning method over several seeds, with guard sets, written
+as eval/results/<name>.json and .md plus a quality-vs-cost SVG.
+
+Per method: mean, standard deviation and per-seed values of each metric; the delta to base with
+the paired test and bootstrap interval of the compare module (on per-query values averaged over
+seeds); guard-set deltas; and cost (training time, peak memory, trainable parameters, artifact
+size, documents re-encoded to re-index).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ._io import write_json_atomic, write_text_atomic
+from .compare import compare
+from .config import BenchConfig, CompareConfig, Method, to_dict
+from .data import load_dataset
+from .encode import Encoder
+from .pipeline import evaluate
+from .results import EvaluationResult, library_versions
+
+logger = logging.getLogger(__name__)
+
+
+def _seed_mean(results: list[EvaluationResult], like: EvaluationResult) -> EvaluationResult:
+    """One result whose per-query values are the mean over seeds (for the paired test vs base)."""
+    per_query = {m: {q: statistics.fmean(r.per_query[m][q] for r in results) for q in like.per_query[m]}
+                 for m in like.per_query}
+    return EvaluationResult(metrics={m: statistics.fmean(v.values()) for m, v in per_query.items()},
+                            per_query=per_query, model={"name": "seed mean"}, dataset=like.dataset, queries=like.queries)
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "per_seed": values}
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run every method with every seed; write <out>/<name>.json, .md and .svg; return the JSON."""
+    from .train import finetune
+
+    dataset = load_dataset(config.data)
+    guards = {g.name: (load_dataset(g.data), g.split) for g in config.guards}
+    base_encoder = Encoder(config.model, config.eval.encode)
+    base = evaluate(base_encoder, dataset, config.eval)
+    base_guards = {n: evaluate(base_encoder, d, replace(config.eval, split=s))
+                   for n, (d, s) in guards.items()}
+    metrics = list(config.eval.metrics)
+    out: dict[str, Any] = {"name": config.name, "config": to_dict(config), "versions": library_versions(),
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "methods": {"base": {"metrics": {m: _summary([base.metrics[m]]) for m in metrics},
+                                                "guards": {n: {m: r.metrics[m] for m in metrics} for n, r in base_guards.items()}}}}
+    cmp = CompareConfig(metrics=tuple(metrics))
+    for spec in config.methods:
+        runs, guard_runs, costs = [], {n: [] for n in guards}, []
+        for seed in config.seeds:
+            logger.info("bench %s: %s, seed %d", config.name, spec.name, seed)
+            trained = finetune(config.model, dataset, spec.train_config(seed), Path(config.work) / config.name / f"{spec.name}-{seed}",
+                               encode=config.eval.encode)
+            tuned_encoder = Encoder(str(trained.artifact), config.eval.encode)
+            result = evaluate(tuned_encoder, dataset, config.eval)
+            runs.append(result)
+            for n, (d, s) in guards.items():
+                guard_runs[n].append(evaluate(tuned_encoder, d, replace(config.eval, split=s)))
+            costs.append({"train_seconds": trained.train_seconds, "peak_memory_mb": trained.peak_memory_mb,
+                          "trainable_params": trained.trainable_params, "artifact_bytes": trained.artifact_bytes,
+                          "reencode_seconds": result.timings.get("encode_corpus", 0.0)})
+        main = compare(base, _seed_mean(runs, base), cmp).metrics
+        entry: dict[str, Any] = {
+            "method": spec.method.value, "train": spec.train,
+            "metrics": {m: _summary([r.metrics[m] for r in runs]) for m in metrics},
+            "delta": {m: main[m].delta for m in metrics},
+            "p_value": {m: main[m].p_value for m in metrics},
+            "ci": {m: [main[m].ci_low, main[m].ci_high] for m in metrics},
+            "guards": {},
+            "cost": {
+                "train_seconds": statistics.fmean(c["train_seconds"] for c in costs),
+                "peak_memory_mb": max(c["peak_memory_mb"] for c in costs),
+                "trainable_params": costs[0]["trainable_params"],
+                "artifact_bytes": costs[0]["artifact_bytes"],
+                "documents_reencoded": 0 if spec.method is Method.QUERY_ONLY else len(dataset.corpus),
+                "reencode_seconds": statistics.fmean(c["reencode_seconds"] for c in costs),
+            },
+        }
+        for n, results in guard_runs.items():
+            g = compare(base_guards[n], _seed_mean(results, base_guards[n]), cmp).metrics
+            entry["guards"][n] = {m: {"delta": g[m].delta, "p_value": g[m].p_value} for m in metrics}
+        out["methods"][spec.name] = entry
+    folder = Path(config.out)
+    write_json_atomic(folder / f"{config.name}.json", out)
+    write_text_atomic(folder / f"{config.name}.svg", quality_cost_svg(out, metrics[0]))
+    write_text_atomic(folder / f"{config.name}.md", bench_markdown(out, metrics))
+    return out
+
+
+def bench_markdown(out: dict[str, Any], metrics: list[str]) -> str:
+    seeds = out["config"]["seeds"]
+    lines = [f"# Benchmark `{out['name']}`", "",
+             f"Model `{out['config']['model']}`, data `{out['config']['data']}`, seeds {seeds}; mean ± std over seeds. "
+             "Delta, p-value (paired t-test) and 95 % CI compare per-query values averaged over seeds with the base.", ""]
+    head = "| method | " + " | ".join(metrics) + " | delta " + metrics[0] + " | p | 95% CI | train s | peak MB | trainable | artifact MB | docs re-encoded |"
+    lines += [head, "|" + "---|" * (len(metrics) + 9)]
+    for name, e in out["methods"].items():
+        cells = [f"{e['metrics'][m]['mean']:.4f} ± {e['metrics'][m]['std']:.4f}" for m in metrics]
+        if name == "base":
+            lines.append("| base | " + " | ".join(cells) + " |" + " |" * 8)
+            continue
+        c, m0 = e["cost"], metrics[0]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {e['delta'][m0]:+.4f} | {e['p_value'][m0]:.3g} | "
+                     f"[{e['ci'][m0][0]:+.4f}, {e['ci'][m0][1]:+.4f}] | {c['train_seconds']:.0f} | {c['peak_memory_mb']:.0f} | "
+                     f"{c['trainable_params']:,} | {c['artifact_bytes'] / 2**20:.1f} | {c['documents_reencoded']} |")
+    guard_names = sorted(out["methods"]["base"]["guards"])
+    if guard_names:
+        lines += ["", f"Guard sets ({metrics[0]} delta, p):", "", "| method | " + " | ".join(guard_names) + " |",
+                  "|" + "---|" * (len(guard_names) + 1)]
+        for name, e in out["methods"].items():
+            if name == "base":
+                continue
+            lines.append(f"| {name} | " + " | ".join(
+                f"{e['guards'][g][metrics[0]]['delta']:+.4f} (p={e['guards'][g][metrics[0]]['p_value']:.3g})" for g in guard_names) + " |")
+    lines += ["", f"![quality vs training cost]({out['name']}.svg)", ""]
+    return "\n".join(lines)
+
+
+def quality_cost_svg(out: dict[str, Any], metric: str, width: int = 560, height: int = 320) -> str:
+    """Each method's mean metric against its training seconds (log scale), as an inline-able SVG."""
+    import math
+
+    from .report import _esc
+
+    points = [(n, e["cost"]["train_seconds"], e["metrics"][metric]["mean"]) for n, e in out["methods"].items() if n != "base"]
+    base = out["methods"]["base"]["metrics"][metric]["mean"]
+    if not points:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+    xs = [math.log10(max(p[1], 1e-3)) for p in points]
+    ys = [p[2] for p in points] + [base]
+    x0, x1 = min(xs) - 0.2, max(xs) + 0.2
+    y0, y1 = min(ys) - 0.01, max(ys) + 0.01
+    pad = 50
+
+    def sx(v: float) -> float:
+        return pad + (v - x0) / (x1 - x0) * (width - 2 * pad)
+
+    def sy(v: float) -> float:
+        return height - pad - (v - y0) / (y1 - y0) * (height - 2 * pad)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<line x1="{pad}" y1="{sy(base):.1f}" x2="{width - pad}" y2="{sy(base):.1f}" stroke="#999" stroke-dasharray="4"/>',
+             f'<text x="{pad + 4}" y="{sy(base) - 4:.1f}" fill="#666">base {base:.4f}</text>',
+             f'<text x="{width / 2:.0f}" y="{height - 10}" text-anchor="middle">training seconds (log scale)</text>',
+             f'<text x="14" y="{height / 2:.0f}" transform="rotate(-90 14 {height / 2:.0f})" text-anchor="middle">{_esc(metric)}</text>']
+    for (name, seconds, value), lx in zip(points, xs, strict=True):
+        parts.append(f'<circle cx="{sx(lx):.1f}" cy="{sy(value):.1f}" r="5" fill="#1565c0"/>'
+                     f'<text x="{sx(lx) + 8:.1f}" y="{sy(value) + 4:.1f}">{_esc(name)} ({seconds:.0f} s)</text>')
+    parts.append("</svg>")
+    return "".join(parts)
