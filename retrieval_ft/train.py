@@ -316,7 +316,8 @@ def finetune(
     # dev corpus: every document judged for a dev query, then random others up to dev_corpus_size
     rng = random.Random(seed)
     dev_docs = list(dict.fromkeys(d for docs in tdata.dev_qrels.values() for d in docs))
-    others = [d for d in doc_ids if d not in set(dev_docs)]
+    judged_dev = set(dev_docs)
+    others = [d for d in doc_ids if d not in judged_dev]
     dev_docs += rng.sample(others, max(0, min(len(others), config.dev_corpus_size - len(dev_docs))))
     dev_queries = {q: dataset.queries[q] for q in tdata.dev_qrels}
 
