@@ -1,0 +1,68 @@
+"""Page images referenced by a corpus: opened lazily, one at a time, with errors that name the file.
+
+Nothing here decodes the whole corpus at once: `load_image` opens one page when an encoder asks for
+it, and `verify_images` checks every page up front (decoding each fully, then dropping it) for
+callers who prefer to fail, or skip and count, before encoding starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, MissingExtraError
+from .dataset import Document, IRDataset
+
+
+def _pil() -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise MissingExtraError("page images need Pillow: pip install 'retrieval-ft[images]'") from None
+    return Image
+
+
+def image_path(dataset: IRDataset | Path | str, doc: Document) -> Path:
+    root = Path(dataset.source) if isinstance(dataset, IRDataset) else Path(dataset)
+    root = root.parent if root.is_file() else root
+    if doc.image is None:
+        raise DataError(f"document {doc.id!r} has no image.")
+    return root / doc.image
+
+
+def load_image(path: str | Path) -> Any:
+    """A decoded RGB PIL image; missing, unreadable, corrupt or truncated files raise DataError."""
+    Image = _pil()
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image not found; fix the document's image path or add the file.")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decodes every byte: truncated files fail here
+            return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc}); replace the file, or skip bad "
+                        "pages with skip_bad_images=True.") from None
+
+
+def verify_images(dataset: IRDataset, skip_bad: bool = False) -> tuple[IRDataset, list[str]]:
+    """Decode every page once. Bad pages raise DataError, or with `skip_bad` are dropped from the
+    corpus (and their judgments) and listed; returns (dataset, skipped document ids)."""
+    bad: list[str] = []
+    for doc in dataset.corpus.values():
+        if doc.image is None:
+            continue
+        try:
+            load_image(image_path(dataset, doc)).close()
+        except DataError:
+            if not skip_bad:
+                raise
+            bad.append(doc.id)
+    if not bad:
+        return dataset, []
+    gone = set(bad)
+    corpus = {d: doc for d, doc in dataset.corpus.items() if d not in gone}
+    qrels = {s: {q: {d: g for d, g in docs.items() if d not in gone} for q, docs in split.items()}
+             for s, split in dataset.qrels.items()}
+    return IRDataset(corpus=corpus, queries=dataset.queries, qrels=qrels, source=dataset.source,
+                     dropped_judgments=dataset.dropped_judgments), bad
