@@ -53,6 +53,8 @@ def test_image_paths_cannot_leave_the_dataset(beir_dir: Path, image: str):
 
 
 def test_image_paths_inside_are_kept(beir_dir: Path):
+    (beir_dir / "images").mkdir()
+    (beir_dir / "images" / "0.png").write_bytes(b"")  # existence is checked at load; decoding when encoded
     (beir_dir / "corpus.jsonl").write_text(json.dumps({"_id": "d0", "text": "", "image": "images/0.png"}) + "\n")
     (beir_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\ntest-cooking\td0\t1\n")
     (beir_dir / "qrels" / "train.tsv").unlink()

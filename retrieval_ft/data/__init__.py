@@ -16,7 +16,8 @@ LAYOUTS = (
     "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); "
     "a dataset spec YAML for JSONL/CSV/TSV/parquet tables (or a folder holding dataset.yaml); "
     "a folder of Hugging Face datasets saved with save_to_disk (corpus/, queries/, qrels/); "
-    "or a folder with corpus.parquet, queries.parquet and qrels/<split>.parquet"
+    "a folder with corpus.parquet, queries.parquet and qrels/<split>.parquet; "
+    "or a page folder (pages/ with images or PDFs, queries.jsonl, qrels/<split>.tsv)"
 )
 
 
@@ -26,7 +27,7 @@ def load_dataset(path: str | Path, unknown_ids: UnknownIds | str = UnknownIds.ER
     `unknown_ids`: "error" (default) refuses judgments naming ids missing from the corpus or queries,
     with their count and first examples; "drop" drops them and counts them in `dropped_judgments`.
     """
-    from . import beir, hf, tables
+    from . import beir, hf, pages, tables
 
     try:
         unknown_ids = UnknownIds(unknown_ids)
@@ -48,6 +49,8 @@ def load_dataset(path: str | Path, unknown_ids: UnknownIds | str = UnknownIds.ER
         return hf.load_hf_on_disk(path, unknown_ids)
     if hf.is_parquet_folder(path):
         return hf.load_parquet_folder(path, unknown_ids)
+    if pages.is_page_folder(path):
+        return pages.load_page_folder(path, unknown_ids)
     if (path / "queries.jsonl").is_file():
         raise DataError(f"{path}: queries.jsonl found but corpus.jsonl is missing; a BEIR folder needs both.")
     raise DataError(f"{path}: no dataset layout recognised. Expected {LAYOUTS}.")

@@ -132,12 +132,16 @@ class _TemplateValues(dict):
 
 
 def _check_image_path(image: str, root: Path, path: Path, line: int, field: str) -> None:
-    """An image path must be relative and stay inside the dataset folder."""
-    if Path(image).is_absolute() or not (root / image).resolve().is_relative_to(root.resolve()):
+    """An image path must be relative, stay inside the dataset folder, and name an existing file
+    (`file.pdf#pN` names page N of a PDF). Files are opened only when encoded."""
+    file = image.rsplit("#p", 1)[0] if ".pdf#p" in image.lower() else image
+    if Path(file).is_absolute() or not (root / file).resolve().is_relative_to(root.resolve()):
         raise DataError(
             f"{where(path, line, field)}: image path {image!r} leaves the dataset folder {root}; "
             "image paths must be relative to it and stay inside."
         )
+    if not (root / file).is_file():
+        raise DataError(f"{where(path, line, field)}: image {root / file} not found; fix the path or add the file.")
 
 
 def _check_unique(kind: str, rid: str, first_line: dict[str, int], path: Path, line: int) -> None:

@@ -30,9 +30,31 @@ def image_path(dataset: IRDataset | Path | str, doc: Document) -> Path:
     return root / doc.image
 
 
-def load_image(path: str | Path) -> Any:
-    """A decoded RGB PIL image; missing, unreadable, corrupt or truncated files raise DataError."""
+def _pdf_page(path: Path, page: int, scale: float) -> Any:
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(str(path))
+    except Exception as exc:  # PdfiumError for corrupt or truncated files
+        raise DataError(f"{path}: unreadable PDF ({exc}); replace the file or remove it.") from None
+    try:
+        if not 1 <= page <= len(pdf):
+            raise DataError(f"{path}: no page {page} (the PDF has {len(pdf)}).")
+        return pdf[page - 1].render(scale=scale).to_pil().convert("RGB")
+    finally:
+        pdf.close()
+
+
+def load_image(path: str | Path, pdf_scale: float = 2.0) -> Any:
+    """A decoded RGB PIL image; `file.pdf#pN` renders page N of a PDF. Missing, unreadable, corrupt
+    or truncated files raise DataError naming the file."""
     Image = _pil()
+    text = str(path)
+    if "#p" in text and text.rsplit("#p", 1)[0].lower().endswith(".pdf") and text.rsplit("#p", 1)[1].isdigit():
+        file, page = text.rsplit("#p", 1)
+        if not Path(file).is_file():
+            raise DataError(f"{file}: PDF not found; fix the document's path or add the file.")
+        return _pdf_page(Path(file), int(page), pdf_scale)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image not found; fix the document's image path or add the file.")

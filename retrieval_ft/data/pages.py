@@ -1,0 +1,63 @@
+"""Page folders: `pages/` holding page images and PDFs, beside `queries.jsonl` and `qrels/<split>.tsv`.
+
+Each image is one document (id: its path under pages/); each PDF page is one document with id
+`<file>#p<N>` (N from 1), rendered only when an encoder asks for it. Judgments name these ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError, MissingExtraError
+from .beir import qrels_files
+from .build import UnknownIds, build_qrels, build_queries
+from .dataset import Document, IRDataset
+from .records import read_jsonl, read_qrels
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def is_page_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "pages").is_dir() and not (path / "corpus.jsonl").exists()
+
+
+def pdf_page_count(path: Path) -> int:
+    try:
+        import pypdfium2 as pdfium
+    except ImportError:
+        raise MissingExtraError("PDF pages need pypdfium2: pip install 'retrieval-ft[images]'") from None
+    try:
+        pdf = pdfium.PdfDocument(str(path))
+    except Exception as exc:  # pypdfium2 raises PdfiumError for corrupt or truncated files
+        raise DataError(f"{path}: unreadable PDF ({exc}); replace the file or remove it from pages/.") from None
+    try:
+        return len(pdf)
+    finally:
+        pdf.close()
+
+
+def load_page_folder(folder: str | Path, unknown_ids: UnknownIds | str = UnknownIds.ERROR) -> IRDataset:
+    folder = Path(folder)
+    pages = folder / "pages"
+    corpus: dict[str, Document] = {}
+    for f in sorted(p for p in pages.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = f.relative_to(pages).as_posix()
+        suffix = f.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            corpus[rel] = Document(id=rel, text="", image=f"pages/{rel}")
+        elif suffix == ".pdf":
+            n = pdf_page_count(f)
+            if n == 0:
+                raise DataError(f"{f}: the PDF has no pages.")
+            for page in range(1, n + 1):
+                corpus[f"{rel}#p{page}"] = Document(id=f"{rel}#p{page}", text="", image=f"pages/{rel}#p{page}")
+    if not corpus:
+        raise DataError(f"{pages}: no page images or PDFs ({', '.join(sorted(IMAGE_SUFFIXES))}, .pdf).")
+    if not (folder / "queries.jsonl").is_file():
+        raise DataError(f"{folder}: pages/ found but queries.jsonl is missing.")
+    queries = build_queries(read_jsonl(folder / "queries.jsonl"), folder / "queries.jsonl")
+    qrels, dropped = {}, 0
+    for split, path in qrels_files(folder).items():
+        qrels[split], n = build_qrels(read_qrels(path), path, corpus, queries, UnknownIds(unknown_ids))
+        dropped += n
+    return IRDataset(corpus=corpus, queries=queries, qrels=qrels, source=str(folder), dropped_judgments=dropped)
