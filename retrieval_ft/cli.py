@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save-index", help="save the FAISS index and its sidecar into this folder")
     ev.add_argument("--drop-unknown-judgments", action="store_true",
                     help="drop judgments naming unknown query/document ids instead of refusing the dataset")
+    pages = ev.add_mutually_exclusive_group()
+    pages.add_argument("--check-images", action="store_true",
+                       help="decode every page image first; stop at the first bad one, naming it")
+    pages.add_argument("--skip-bad-images", action="store_true",
+                       help="decode every page image first; drop bad pages and their judgments, and count them")
     _add_encode_args(ev)
 
     tr = sub.add_parser(
@@ -173,6 +178,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "k": args.k,
         "encode": _encode_config(args),
         "index": from_dict(IndexConfig, {"kind": args.index}),
+        "images": "check" if args.check_images else "skip" if args.skip_bad_images else "lazy",
     })
     from .encode import Encoder
     from .pipeline import evaluate

@@ -27,6 +27,14 @@ class Similarity(str, enum.Enum):
     EUCLIDEAN = "euclidean"  # L2 distance; scores are negative distances
 
 
+class ImageCheck(str, enum.Enum):
+    """What evaluation does with page images before encoding."""
+
+    LAZY = "lazy"  # open each page only when it is encoded (default)
+    CHECK = "check"  # decode every page first; a bad one stops with an error naming the file
+    SKIP = "skip"  # decode every page first; bad pages (and their judgments) are dropped and counted
+
+
 class IndexKind(str, enum.Enum):
     FLAT = "flat"  # exact search (default)
     HNSW = "hnsw"  # graph-based approximate search
@@ -108,8 +116,10 @@ class EvalConfig:
     k: int = 100  # documents retrieved per query
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    images: ImageCheck = ImageCheck.LAZY
 
     def __post_init__(self) -> None:
+        _enum(self, "images", ImageCheck)
         _positive(self, "k")
         if not self.metrics:
             raise ConfigError("metrics: name at least one metric, e.g. ndcg@10.")

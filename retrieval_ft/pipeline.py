@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import EvalConfig, RunConfig, to_dict
+from .config import EvalConfig, ImageCheck, RunConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .encode import Encoder
 from .gate import Verdict, gate
@@ -39,6 +39,11 @@ def evaluate(
 
     start = time.perf_counter()
     dataset = data if isinstance(data, IRDataset) else load_dataset(data, unknown_ids)
+    bad_pages: list[str] = []
+    if config.images is not ImageCheck.LAZY:
+        from .data.images import verify_images
+
+        dataset, bad_pages = verify_images(dataset, skip_bad=config.images is ImageCheck.SKIP)
     qrels = dataset.split(config.split)
     judged = dataset.judged_queries(config.split)
     skipped = dataset.skipped_queries(config.split)
@@ -88,6 +93,7 @@ def evaluate(
             "n_queries_skipped": len(skipped),
             "skipped_query_ids": skipped,
             "dropped_judgments": dataset.dropped_judgments,
+            "skipped_pages": bad_pages,
         },
         retrieval={"k": config.k, "index": retriever.index.meta["kind"], "index_params": retriever.index.meta["params"],
                    "config": to_dict(config)},

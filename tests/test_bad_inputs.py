@@ -40,6 +40,49 @@ def remove(name: str) -> Callable[[Path], None]:
 
 
 QRELS_HEAD = "query-id\tcorpus-id\tscore\n"
+
+
+def page(damage: str) -> Callable[[Path], None]:
+    """Add a page-image document to the corpus, its file damaged as named."""
+    def setup(root: Path) -> None:
+        from PIL import Image
+
+        data = root / "data"
+        (data / "images").mkdir()
+        target = data / "images" / "p.png"
+        Image.new("RGB", (64, 64), "white").save(target)
+        raw = target.read_bytes()
+        if damage == "missing":
+            target.unlink()
+        elif damage == "corrupt":
+            target.write_bytes(b"definitely not a png" * 4)
+        elif damage == "truncated":
+            target.write_bytes(raw[: len(raw) // 3])
+        elif damage == "empty":
+            target.write_bytes(b"")
+        with open(data / "corpus.jsonl", "a") as fh:
+            fh.write('{"_id": "page", "text": "", "image": "images/p.png"}\n')
+    return setup
+
+
+def pdf_folder(content: bytes) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        folder = root / "pdfs"
+        (folder / "pages").mkdir(parents=True)
+        (folder / "qrels").mkdir()
+        (folder / "pages" / "report.pdf").write_bytes(content)
+        (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "report"}\n')
+        (folder / "qrels" / "test.tsv").write_text(QRELS_HEAD + "q1\treport.pdf#p1\t1\n")
+    return setup
+
+
+def adapter_without_base(root: Path) -> None:
+    folder = root / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "modules.json").write_text("[]")
+    (folder / "retrieval_ft.json").write_text(json.dumps(
+        {"artifact": "adapter", "method": "lora", "base": {"name": str(root / "gone"), "path": str(root / "gone")}}))
 EVAL = ["evaluate", "--model", "{model}", "--data", "{data}", "--no-progress"]
 
 # (id, setup, extra CLI args or a replacement command, expected message fragment)
@@ -91,6 +134,13 @@ CASES = [
      ["--data", "{data}/dataset.yaml"], "unknown key 'idd' in corpus. Did you mean 'id'"),
     ("spec-not-yaml", file_in_data("dataset.yaml", "corpus: [unclosed\n"), ["--data", "{data}/dataset.yaml"], "not a valid YAML dataset spec"),
     ("csv-missing-column", lambda r: _catalog(r, "sku,name\np1,shoe\n"), ["--data", "{root}/catalog"], "missing text field 'description'"),
+    ("image-missing", page("missing"), None, "images/p.png not found"),
+    ("image-corrupt", page("corrupt"), ["--check-images", ""], "images/p.png: unreadable image"),
+    ("image-truncated", page("truncated"), ["--check-images", ""], "images/p.png: unreadable image"),
+    ("image-empty", page("empty"), ["--check-images", ""], "images/p.png: unreadable image"),
+    ("pdf-corrupt", pdf_folder(b"not a pdf"), ["--data", "{root}/pdfs"], "report.pdf: unreadable PDF"),
+    ("pdf-truncated", pdf_folder(b"%PDF-1.4\n1 0 obj"), ["--data", "{root}/pdfs"], "report.pdf: unreadable PDF"),
+    ("adapter-missing-base", adapter_without_base, ["--model", "{root}/adapter"], "this adapter needs its base model"),
     ("csv-ragged-row", lambda r: _catalog(r, "sku,description\np1,shoe,extra\n"), ["--data", "{root}/catalog"], "products.csv:2: 3 columns, but the header has 2"),
 ]
 
@@ -134,7 +184,7 @@ def test_bad_input_through_evaluate(tmp_path: Path, tiny_model_path: Path, capsy
             if extra[i] in args:
                 args[args.index(extra[i]) + 1] = extra[i + 1]
             else:
-                args += extra[i:i + 2]
+                args += [a for a in extra[i:i + 2] if a]  # "" pairs a flag that takes no value
     fill = {"{model}": str(tiny_model_path), "{data}": str(tmp_path / "data"), "{root}": str(tmp_path)}
     args = [next((a.replace(k, v) for k, v in fill.items() if k in a), a) for a in args]
     code = main(args)

@@ -87,3 +87,18 @@ def test_missing_image_is_refused_at_load(pages: Path):
     (pages / "images" / "4.png").unlink()
     with pytest.raises(DataError, match=r"corpus.jsonl:5 \(field 'image'\): image .*images/4.png not found"):
         load_dataset(pages)
+
+
+def test_evaluate_can_skip_bad_pages(pages: Path, tiny_model_path: Path, tmp_path: Path, capsys):
+    from retrieval_ft.cli import main
+
+    (pages / "images" / "3.png").write_bytes(b"broken")
+    out = tmp_path / "res.json"
+    args = ["evaluate", "--model", str(tiny_model_path), "--data", str(pages), "--no-progress", "--k", "5",
+            "--metrics", "ndcg@5", "--out", str(out)]
+    assert main([*args, "--check-images"]) == 2
+    assert "images/3.png: unreadable image" in capsys.readouterr().err
+    assert main([*args, "--skip-bad-images"]) == 0
+    import json
+
+    assert json.loads(out.read_text())["dataset"]["skipped_pages"] == ["3"]
