@@ -105,3 +105,47 @@ def test_random_bytes_as_parquet(junk: bytes, target: str):
         (folder / target).write_bytes(junk)
         with contextlib.suppress(RetrievalFTError):
             load_dataset(folder)
+
+
+@FUZZ
+@given(st.binary(max_size=400), st.sampled_from(["corpus", "queries", "qrels"]))
+def test_random_bytes_in_saved_hf_datasets(junk: bytes, part: str):
+    import datasets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        datasets.Dataset.from_list([{"_id": "d1", "title": "", "text": "x"}]).save_to_disk(str(folder / "corpus"))
+        datasets.Dataset.from_list([{"_id": "q1", "text": "y"}]).save_to_disk(str(folder / "queries"))
+        datasets.DatasetDict({"test": datasets.Dataset.from_list([{"query-id": "q1", "corpus-id": "d1", "score": 1}])}
+                             ).save_to_disk(str(folder / "qrels"))
+        victims = sorted(p for p in (folder / part).rglob("*") if p.is_file())
+        victims[len(junk) % len(victims)].write_bytes(junk)
+        with contextlib.suppress(RetrievalFTError):
+            load_dataset(folder)
+
+
+@FUZZ
+@given(st.lists(st.dictionaries(st.sampled_from(["anchor", "positive", "negative", "negative_2", "x"]), json_values,
+                                max_size=4), max_size=5))
+def test_pair_files_of_any_shape(rows):
+    from retrieval_ft.data.pairs import load_pairs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pairs.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with contextlib.suppress(RetrievalFTError):
+            load_pairs(path)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes_as_pdf_pages(junk: bytes):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "pages").mkdir()
+        (folder / "qrels").mkdir()
+        (folder / "pages" / "doc.pdf").write_bytes(junk)
+        (folder / "queries.jsonl").write_bytes(VALID_QUERIES)
+        (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tdoc.pdf#p1\t1\n")
+        with contextlib.suppress(RetrievalFTError):
+            load_dataset(folder)
