@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .build import UnknownIds, build_corpus, build_qrels, build_queries
-from .dataset import IRDataset
+from .dataset import Document, IRDataset
 from .records import read_jsonl, read_qrels
 
 QRELS_SUFFIXES = (".tsv", ".txt", ".trec", ".qrels")
@@ -40,7 +40,12 @@ def load_beir(folder: str | Path, unknown_ids: UnknownIds | str = UnknownIds.ERR
     if not (folder / "queries.jsonl").is_file():
         raise DataError(f"{folder}: corpus.jsonl found but queries.jsonl is missing; a BEIR folder needs both.")
     corpus_path = folder / "corpus.jsonl"
-    corpus = build_corpus(read_jsonl(corpus_path), corpus_path)
+    return with_queries_and_qrels(folder, build_corpus(read_jsonl(corpus_path), corpus_path), unknown_ids)
+
+
+def with_queries_and_qrels(folder: Path, corpus: dict[str, Document],
+                           unknown_ids: UnknownIds | str = UnknownIds.ERROR) -> IRDataset:
+    """A dataset from `corpus` plus the folder's BEIR `queries.jsonl` and `qrels/<split>.tsv` files."""
     queries = build_queries(read_jsonl(folder / "queries.jsonl"), folder / "queries.jsonl")
     qrels, dropped = {}, 0
     for split, path in qrels_files(folder).items():

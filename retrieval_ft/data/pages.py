@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError, MissingExtraError
-from .beir import qrels_files
-from .build import UnknownIds, build_qrels, build_queries
+from .beir import with_queries_and_qrels
+from .build import UnknownIds
 from .dataset import Document, IRDataset
-from .records import read_jsonl, read_qrels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
@@ -55,9 +54,4 @@ def load_page_folder(folder: str | Path, unknown_ids: UnknownIds | str = Unknown
         raise DataError(f"{pages}: no page images or PDFs ({', '.join(sorted(IMAGE_SUFFIXES))}, .pdf).")
     if not (folder / "queries.jsonl").is_file():
         raise DataError(f"{folder}: pages/ found but queries.jsonl is missing.")
-    queries = build_queries(read_jsonl(folder / "queries.jsonl"), folder / "queries.jsonl")
-    qrels, dropped = {}, 0
-    for split, path in qrels_files(folder).items():
-        qrels[split], n = build_qrels(read_qrels(path), path, corpus, queries, UnknownIds(unknown_ids))
-        dropped += n
-    return IRDataset(corpus=corpus, queries=queries, qrels=qrels, source=str(folder), dropped_judgments=dropped)
+    return with_queries_and_qrels(folder, corpus, unknown_ids)
