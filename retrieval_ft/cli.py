@@ -37,6 +37,13 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_output_args(p: argparse.ArgumentParser, what: str, md_note: str) -> None:
+    """The outputs and the --force switch that compare and gate share."""
+    p.add_argument("--json", dest="json_out", help=f"write the {what} as JSON")
+    p.add_argument("--md", dest="md_out", help=f"write the {what} as Markdown{md_note}")
+    p.add_argument("--force", action="store_true", help="compare results computed on different data")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retrieval-ft",
@@ -124,9 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("candidate")
     cp.add_argument("--metric", action="append", dest="metrics", help="metric to compare (repeatable; default ndcg@10)")
     cp.add_argument("--test", choices=["student", "fisher"], default="student", help="paired test (default student)")
-    cp.add_argument("--json", dest="json_out", help="write the comparison as JSON")
-    cp.add_argument("--md", dest="md_out", help="write the comparison as Markdown")
-    cp.add_argument("--force", action="store_true", help="compare results computed on different data")
+    _add_output_args(cp, "comparison", "")
 
     gt = sub.add_parser("gate", help="fail (exit 1) when the candidate regresses against the baseline",
                         description="Compare and apply rules (gate.yaml); print one line per failed rule. "
@@ -136,9 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--rules", help="gate rules YAML")
     gt.add_argument("--guard", nargs=3, action="append", default=[], metavar=("NAME", "BASELINE", "CANDIDATE"),
                     help="a guard set's result files (repeatable); run reports bring their own")
-    gt.add_argument("--json", dest="json_out", help="write the verdict as JSON")
-    gt.add_argument("--md", dest="md_out", help="write the verdict as Markdown (e.g. for $GITHUB_STEP_SUMMARY)")
-    gt.add_argument("--force", action="store_true", help="compare results computed on different data")
+    _add_output_args(gt, "verdict", " (e.g. for $GITHUB_STEP_SUMMARY)")
 
     demo = sub.add_parser("demo-data", help="write the embedded demo dataset (a generated product catalog)",
                           description="Write the seeded demo product-search dataset: products.csv, "
