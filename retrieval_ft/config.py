@@ -424,11 +424,17 @@ class GuardSet:
     split: str = "test"
 
 
+GENERATED_DATA = ("demo", "demo-pages")  # datasets `run` generates instead of reading
+GENERATED_MODELS = ("tiny-clip",)  # encoders `run` builds instead of loading
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """`retrieval-ft run`: evaluate the base, tune, evaluate the tuned model, guard sets, gate, report.
 
-    `data: demo` uses the embedded demo catalog (generated into OUT/demo-data).
+    Generated stand-ins, written into OUT on first use: `data: demo` is the embedded product
+    catalog (OUT/demo-data), `data: demo-pages` the generated document pages (OUT/demo-pages), and
+    `model: tiny-clip` an untrained tiny CLIP text/image encoder (OUT/tiny-clip).
     """
 
     model: str
@@ -463,11 +469,11 @@ def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> Ru
     def rel(p: Any) -> Any:
         return p if not isinstance(p, str) or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
 
-    if isinstance(values.get("data"), str) and values["data"] != "demo":
+    if isinstance(values.get("data"), str) and values["data"] not in GENERATED_DATA:
         values["data"] = rel(values["data"])
     if isinstance(values.get("out"), str) and not (overrides or {}).get("out"):
         values["out"] = rel(values["out"])
-    if isinstance(values.get("model"), str) and os.path.exists(rel(values["model"])):
+    if isinstance(values.get("model"), str) and values["model"] not in GENERATED_MODELS and os.path.exists(rel(values["model"])):
         values["model"] = rel(values["model"])
     guards = values.get("guards") or []
     if not isinstance(guards, list):
@@ -533,7 +539,7 @@ def load_bench_config(path: str) -> BenchConfig:
     for key in ("data", "out", "work"):
         if isinstance(values.get(key), str) and not (key == "data" and values[key] == "demo"):
             values[key] = rel(values[key])
-    if isinstance(values.get("model"), str) and os.path.exists(rel(values["model"])):
+    if isinstance(values.get("model"), str) and values["model"] not in GENERATED_MODELS and os.path.exists(rel(values["model"])):
         values["model"] = rel(values["model"])
     values["guards"] = [from_dict(GuardSet, {**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g,
                                   f"guards[{i}]") for i, g in enumerate(values.get("guards") or [])]

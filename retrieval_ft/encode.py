@@ -1,9 +1,14 @@
-"""The only place that turns texts into vectors: float32 `(n, dim)` arrays, normalised when the
-similarity is cosine, with progress bars and an on-disk cache of corpus embeddings.
+"""The only place that turns texts and page images into vectors: float32 `(n, dim)` arrays,
+normalised when the similarity is cosine, with progress bars and an on-disk cache of corpus
+embeddings.
+
+A document with an `image` is encoded from its page (a multimodal model's image tower), any other
+from its title and text. Pages are decoded a batch at a time while encoding, never all at once.
 
 The cache key is the encoder fingerprint, the document-side settings (prompt, max length,
-normalisation) and a hash of the document ids and texts, so a changed model or corpus never
-reuses stale vectors. A cache file whose checksum does not match is rebuilt.
+normalisation) and a hash of the document ids and contents (texts; for pages, the bytes of each
+image file), so a changed model or corpus never reuses stale vectors. A cache file whose checksum
+does not match is rebuilt.
 """
 
 from __future__ import annotations
@@ -27,12 +32,97 @@ from .models import document_side, fingerprint, load_model, model_source, read_s
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from .data import Document
+    from .data import Document, IRDataset
 
 logger = logging.getLogger(__name__)
 
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus", "doc")
 CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page to encode as an image: an image file, or `file.pdf#pN` (page N of a PDF)."""
+
+    path: str
+
+
+Item = str | Page  # what an encoder takes: a text, or a page
+
+
+def document_inputs(docs: Sequence[Document], root: str | Path | None) -> list[Item]:
+    """What each document is encoded from: its page when it has an `image` (resolved against the
+    dataset folder `root`), else its title and text."""
+    items: list[Item] = []
+    for d in docs:
+        if d.image is None:
+            items.append(d.full_text)
+        elif root is None:
+            raise ConfigError(f"document {d.id!r} is a page image ({d.image}), but the dataset folder is unknown; "
+                              "pass the IRDataset (or root=) so its image paths can be resolved.")
+        else:
+            items.append(Page(str(Path(root) / d.image)))
+    return items
+
+
+def _page_signature(page: Page) -> str:
+    """The page's file content (and page number), for cache keys."""
+    path, _, number = page.path.rpartition("#p") if ".pdf#p" in page.path.lower() else (page.path, "", "")
+    try:
+        digest = file_sha256(path)
+    except OSError:
+        digest = "missing"  # reported by the loader when the page is encoded
+    return f"page:{digest}:{number}"
+
+
+def encode_items(model: SentenceTransformer, items: Sequence[Item], *, prompt: str = "", batch_size: int = 32,
+                 normalize: bool = True, task: str | None = None, progress: Any = None) -> np.ndarray:
+    """(len(items), dim) float32 embeddings of texts and pages, in the order given.
+
+    Texts are encoded longest first in chunks (batches of similar length pad little); pages in
+    their order, one batch decoded at a time. `progress` is a tqdm bar to advance, or None.
+    """
+    items = list(items)
+    extra = {"task": task} if task else {}
+    out: np.ndarray | None = None
+    text_idx = [i for i, x in enumerate(items) if not isinstance(x, Page)]
+    page_idx = [i for i, x in enumerate(items) if isinstance(x, Page)]
+    if page_idx and not _supports_images(model):
+        raise ConfigError(
+            f"the corpus has page images but this model encodes only {', '.join(getattr(model, 'modalities', ['text']))}; "
+            "use a multimodal model (CLIP/SigLIP-style, e.g. sentence-transformers/clip-ViT-B-32) for page corpora."
+        )
+    text_idx.sort(key=lambda i: -len(items[i]))  # type: ignore[arg-type]
+    chunks = [(text_idx[s:s + batch_size * 8], False) for s in range(0, len(text_idx), batch_size * 8)]
+    chunks += [(page_idx[s:s + batch_size], True) for s in range(0, len(page_idx), batch_size)]
+    from .data.images import load_image
+    for idx, pages in chunks:
+        if pages:
+            inputs: list[Any] = [load_image(items[i].path) for i in idx]  # type: ignore[union-attr]
+            kwargs: dict[str, Any] = {}
+        else:
+            inputs = [items[i] for i in idx]
+            kwargs = {"prompt": prompt} if prompt else {}
+        vecs = model.encode(inputs, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=normalize,
+                            show_progress_bar=False, **kwargs, **extra)
+        if pages:
+            for img in inputs:
+                img.close()
+        vecs = np.asarray(vecs, dtype=np.float32)
+        if out is None:
+            out = np.empty((len(items), vecs.shape[1]), dtype=np.float32)
+        out[idx] = vecs
+        if progress is not None:
+            progress.update(len(idx))
+    assert out is not None
+    return out
+
+
+def _supports_images(model: Any) -> bool:
+    try:
+        return "image" in list(model.modalities)
+    except Exception:  # noqa: BLE001 - a model without the attribute is text-only
+        return False
 
 
 @dataclass(frozen=True)
@@ -138,49 +228,41 @@ class Encoder:
         """(n_queries, dim) float32."""
         return self._encode(texts, self.query_prompt, desc, "query")
 
-    def encode_documents(self, texts: Sequence[str], *, desc: str = "Encoding documents") -> np.ndarray:
-        """(n_docs, dim) float32."""
+    def encode_documents(self, texts: Sequence[Item], *, desc: str = "Encoding documents") -> np.ndarray:
+        """(n_docs, dim) float32; items are texts or `Page`s."""
         return self._encode(texts, self.document_prompt, desc, "document")
 
-    def _encode(self, texts: Sequence[str], prompt: str, desc: str, task: str) -> np.ndarray:
-        texts = list(texts)
-        if not texts:
+    def _encode(self, items: Sequence[Item], prompt: str, desc: str, task: str) -> np.ndarray:
+        items = list(items)
+        if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Longest first, in chunks: batches hold texts of similar length (little padding) and the
-        # progress bar moves every chunk.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        chunk = self.config.batch_size * 8
-        extra = {"task": task} if self.routed else {}
-        out: np.ndarray | None = None
         show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(texts), desc=desc, unit="text", disable=not show, leave=False) as bar:
-            for start in range(0, len(texts), chunk):
-                idx = order[start:start + chunk]
-                vecs = self.model.encode(
-                    [texts[i] for i in idx], prompt=prompt, batch_size=self.config.batch_size,
-                    convert_to_numpy=True, normalize_embeddings=self.normalize, show_progress_bar=False, **extra,
-                )
-                vecs = np.asarray(vecs, dtype=np.float32)
-                if out is None:
-                    out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
-                out[idx] = vecs
-                bar.update(len(idx))
-        assert out is not None
-        return out
+        unit = "page" if any(isinstance(x, Page) for x in items) else "text"
+        with tqdm(total=len(items), desc=desc, unit=unit, disable=not show, leave=False) as bar:
+            return encode_items(self.model, items, prompt=prompt, batch_size=self.config.batch_size,
+                                normalize=self.normalize, task=task if self.routed else None, progress=bar)
 
     # -- corpus with cache ----------------------------------------------------------------------
-    def cache_key(self, ids: Sequence[str], texts: Sequence[str]) -> str:
+    def cache_key(self, ids: Sequence[str], items: Sequence[Item]) -> str:
         settings = json.dumps({k: v for k, v in self.settings().items() if k != "query_prompt"}, sort_keys=True)
-        return hash_strings([f"v{CACHE_FORMAT}", self.document_fingerprint, settings, hash_strings(ids), hash_strings(texts)])
+        contents = [x if isinstance(x, str) else _page_signature(x) for x in items]
+        return hash_strings([f"v{CACHE_FORMAT}", self.document_fingerprint, settings, hash_strings(ids), hash_strings(contents)])
 
-    def encode_corpus(self, docs: Sequence[Document] | dict[str, Document]) -> CorpusEmbeddings:
-        """Embeddings of every document (title + text), from the cache when this encoder has seen
-        exactly this corpus before."""
+    def encode_corpus(self, docs: IRDataset | Sequence[Document] | dict[str, Document], *,
+                      root: str | Path | None = None) -> CorpusEmbeddings:
+        """Embeddings of every document (its page, else title + text), from the cache when this
+        encoder has seen exactly this corpus before. Page paths resolve against `root`, or the
+        dataset's folder when `docs` is an IRDataset."""
+        from .data import IRDataset
+
+        if isinstance(docs, IRDataset):
+            root = root if root is not None else docs.root
+            docs = docs.corpus
         doc_list = list(docs.values()) if isinstance(docs, dict) else list(docs)
         ids = [d.id for d in doc_list]
-        texts = [d.full_text for d in doc_list]
+        texts = document_inputs(doc_list, root)
         if not self.config.cache:
             start = time.perf_counter()
             vecs = self.encode_documents(texts)

@@ -156,7 +156,7 @@ def _module_config(module: Any) -> Any:
 
 def fingerprint(model: SentenceTransformer) -> str:
     """A digest of everything that decides the embeddings: module types and configs, the tokenizer,
-    and every weight tensor (name, dtype, shape, bytes). Two models with equal fingerprints embed
+    the image processor settings, and every weight tensor (name, dtype, shape, bytes). Two models with equal fingerprints embed
     identically; any trained change alters it."""
     import torch
 
@@ -174,11 +174,15 @@ def fingerprint(model: SentenceTransformer) -> str:
         h.update(json.dumps(spec, sort_keys=True).encode())
     elif tokenizer is not None:
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    # how pages become pixels (size, crop, normalisation) for multimodal models
+    image_processor = getattr(getattr(model[0], "processor", None), "image_processor", None) if len(model) else None
+    if image_processor is not None:
+        h.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
     with torch.no_grad():
         for name, tensor in sorted(model.state_dict().items()):
             t = tensor.detach().to("cpu").contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -249,11 +253,15 @@ def _linear_module_names(transformers_model: Any) -> list[str]:
 
 
 def default_full_modules(transformers_model: Any) -> tuple[str, ...]:
-    """The hybrid default: the transformer's last layer."""
-    layers = [name for name, _ in transformers_model.named_modules() if re.fullmatch(r"(.*\.)?layers?\.\d+", name)]
-    if not layers:
+    """The hybrid default: the last layer of each stack of layers (one for a text encoder; one per
+    tower for a two-tower text/image model such as CLIP)."""
+    last: dict[str, int] = {}
+    for name, _ in transformers_model.named_modules():
+        if m := re.fullmatch(r"((?:.*\.)?layers?)\.(\d+)", name):
+            last[m.group(1)] = max(last.get(m.group(1), -1), int(m.group(2)))
+    if not last:
         raise ModelError("hybrid tuning: cannot find the transformer's layers; name full_modules explicitly.")
-    return (max(layers, key=lambda n: int(n.rsplit(".", 1)[1])),)
+    return tuple(f"{stack}.{i}" for stack, i in sorted(last.items()))
 
 
 def prepare_for_training(model: SentenceTransformer, method: str, lora: Any = None,

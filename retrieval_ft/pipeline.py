@@ -13,7 +13,7 @@ from .data import IRDataset, UnknownIds, load_dataset
 from .encode import Encoder
 from .gate import Verdict, gate
 from .metrics import evaluate as score_run
-from .results import EvaluationResult, library_versions
+from .results import TOP_DOCS, EvaluationResult, library_versions
 from .search import Retriever
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def evaluate(
     encoder.fingerprint  # noqa: B018 - computed here so its cost is timed with loading
     timings["load_model"] = time.perf_counter() - start
 
-    embeddings = encoder.encode_corpus(dataset.corpus)
+    embeddings = encoder.encode_corpus(dataset)
     timings["encode_corpus"] = embeddings.seconds
 
     start = time.perf_counter()
@@ -100,6 +100,7 @@ def evaluate(
         timings={k: round(v, 4) for k, v in timings.items()},
         cache={"hit": embeddings.cache_hit, "path": embeddings.cache_path},
         queries=query_texts,
+        top_docs={q: list(hits)[:TOP_DOCS] for q, hits in run.items()},
     )
 
 
@@ -114,6 +115,7 @@ class RunReport:
     verdict: Verdict
     out: Path
     config: dict[str, Any] = field(default_factory=dict)
+    gallery: list[dict[str, Any]] = field(default_factory=list)  # page corpora: pages retrieved for the worst queries
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,8 +126,38 @@ class RunReport:
             "gate": {"passed": self.verdict.passed, "reasons": self.verdict.reasons, "checked": self.verdict.checked},
             "comparisons": {k: c.to_dict() for k, c in self.verdict.comparisons.items()},
             "config": self.config,
+            "worst_pages": self.gallery,
             "versions": library_versions(),
         }
+
+
+def generated_inputs(config: RunConfig, out: Path) -> tuple[Path, str]:
+    """(dataset path, model) for a run: generated stand-ins (`data: demo | demo-pages`,
+    `model: tiny-clip`) are written into `out` on first use and reused afterwards."""
+    if config.data == "demo":
+        from .data.demo import write_demo
+
+        data_path = out / "demo-data"
+        if not (data_path / "dataset.yaml").is_file():
+            write_demo(data_path)
+    elif config.data == "demo-pages":
+        from .data.demo_pages import write_demo_pages
+
+        data_path = out / "demo-pages"
+        if not (data_path / "corpus.jsonl").is_file():
+            logger.info("generating the demo pages into %s", data_path)
+            write_demo_pages(data_path)
+    else:
+        data_path = Path(config.data)
+    model = config.model
+    if model == "tiny-clip":
+        from .tiny_clip import build_tiny_clip
+
+        model = str(out / "tiny-clip")
+        if not (out / "tiny-clip" / "modules.json").is_file():
+            logger.info("building an untrained tiny CLIP encoder in %s", model)
+            build_tiny_clip(model)
+    return data_path, model
 
 
 def run(config: RunConfig, *, resume: bool = False) -> RunReport:
@@ -133,14 +165,8 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     guard set, gate the comparison, and write report.json / report.md / report.html into config.out."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    if config.data == "demo":
-        from .data.demo import write_demo
-
-        data_path = out / "demo-data"
-        if not (data_path / "dataset.yaml").is_file():
-            write_demo(data_path)
-    else:
-        data_path = Path(config.data)
+    data_path, model = generated_inputs(config, out)
+    config = replace(config, model=model)
     dataset = load_dataset(data_path, config.unknown_ids)
     logger.info("base model: evaluating %s on %s (%s)", config.model, dataset.source, config.eval.split)
     base_encoder = Encoder(config.model, config.eval.encode)
@@ -171,9 +197,10 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
         "dev": stamp["data"]["dev"], "pairs": stamp["data"]["pairs"], "steps": stamp["steps"],
         "learning_rate": stamp["learning_rate"],
     }
+    from .report import page_gallery, write_run_report
+
     report = RunReport(base=base, tuned=tuned, guards=guards, train=train_info, verdict=verdict, out=out,
-                       config=to_dict(config))
-    from .report import write_run_report
+                       config=to_dict(config), gallery=page_gallery(dataset, base, tuned))
 
     write_run_report(report, out)
     return report

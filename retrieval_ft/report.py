@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._io import write_text_atomic
 from .compare import Comparison
 from .gate import Verdict
 from .metrics import ranked
 from .results import EvaluationResult
+
+if TYPE_CHECKING:
+    from .data import IRDataset
 
 
 def write_trec_run(path: str | Path, run: Mapping[str, Mapping[str, float]], tag: str = "retrieval-ft") -> None:
@@ -104,6 +107,79 @@ def run_markdown(report: Any) -> str:
     return "\n".join(lines)
 
 
+# -- pages retrieved for the worst queries (page-image corpora) ---------------------------------
+def page_gallery(dataset: IRDataset, base: EvaluationResult, tuned: EvaluationResult, metric: str = "ndcg@10",
+                 n: int = 5, k: int = 5) -> list[dict[str, Any]]:
+    """For the `n` queries the tuned model serves worst (lowest tuned `metric`, larger loss first),
+    the tuned model's first `k` pages, each marked relevant or not, and the relevant pages it left
+    out of them. Empty unless the corpus has page images."""
+    if not any(d.image for d in dataset.corpus.values()) or metric not in tuned.per_query:
+        return []
+    qrels = dataset.split(tuned.dataset.get("split", "test"))
+    after, before = tuned.per_query[metric], base.per_query.get(metric, {})
+    worst = sorted(after, key=lambda q: (after[q], after[q] - before.get(q, after[q]), q))[:n]
+
+    def page(doc_id: str) -> dict[str, Any]:
+        doc = dataset.corpus[doc_id]
+        return {"doc_id": doc_id, "image": str(dataset.root / doc.image) if doc.image else None}
+
+    gallery = []
+    for q in worst:
+        relevant = {d for d, g in qrels.get(q, {}).items() if g > 0}
+        hits = tuned.top_docs.get(q, [])[:k]
+        gallery.append({
+            "query_id": q, "text": tuned.queries.get(q, ""), "base": before.get(q), "tuned": after[q],
+            "hits": [{**page(d), "relevant": d in relevant} for d in hits if d in dataset.corpus],
+            "missed": [page(d) for d in sorted(relevant - set(hits)) if d in dataset.corpus][:k],
+        })
+    return gallery
+
+
+def _thumbnail(path: str | None, height: int = 140) -> str | None:
+    """A small JPEG of the page as a data URI, or None when it cannot be read."""
+    if path is None:
+        return None
+    import base64
+    import io
+
+    from .data.images import load_image
+    from .errors import DataError, MissingExtraError
+
+    try:
+        image = load_image(path, pdf_scale=1.0)
+    except (DataError, MissingExtraError):
+        return None
+    image.thumbnail((height * 2, height))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _gallery_html(gallery: list[dict[str, Any]]) -> list[str]:
+    parts = ['<h2>Pages retrieved for the worst queries</h2><p>The tuned model\'s first pages for the queries it '
+             "serves worst; a green frame marks a relevant page, and relevant pages it missed follow.</p>",
+             '<div id="gallery">']
+    for entry in gallery:
+        base = "" if entry["base"] is None else f"base {entry['base']:.3f}, "
+        parts.append(f'<div class="query"><p><b>{_esc(entry["query_id"])}</b>: {_esc(entry["text"])} '
+                     f'({base}tuned {entry["tuned"]:.3f})</p><div class="pages">')
+        for rank, hit in enumerate(entry["hits"], 1):
+            cls = "hit relevant" if hit["relevant"] else "hit"
+            parts.append(_figure(hit, cls, f"#{rank}" + (" relevant" if hit["relevant"] else "")))
+        for miss in entry["missed"]:
+            parts.append(_figure(miss, "missed", "relevant, missed"))
+        parts.append("</div></div>")
+    parts.append("</div>")
+    return parts
+
+
+def _figure(page: dict[str, Any], cls: str, caption: str) -> str:
+    uri = _thumbnail(page.get("image"))
+    img = f'<img src="{uri}" alt="{_esc(page["doc_id"])}"/>' if uri else '<span class="noimg">(unreadable)</span>'
+    return (f'<figure class="{cls}">{img}<figcaption>{_esc(caption)}<br/><code>{_esc(page["doc_id"])}</code>'
+            "</figcaption></figure>")
+
+
 def _esc(text: Any) -> str:
     import html
 
@@ -134,7 +210,7 @@ def _delta_svg(deltas: list[float], metric: str, width: int = 760, height: int =
 
 def run_html(report: Any) -> str:
     """A single self-contained HTML page: verdict, metric table, per-query delta plot, worst queries,
-    guard sets and training cost. Written as XHTML so it also parses as XML."""
+    for page corpora thumbnails of the pages retrieved for the worst queries, guard sets and training cost. Written as XHTML so it also parses as XML."""
     v, t = report.verdict, report.train
     main = v.comparisons.get("main")
     status = "passed" if v.passed else "failed"
@@ -143,7 +219,10 @@ def run_html(report: Any) -> str:
              f"<title>retrieval-ft run: gate {status}</title>",
              "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "td.text{text-align:left}.passed{color:#2e7d32}.failed{color:#c62828}h1 span{font-weight:normal}</style>",
+             "td.text{text-align:left}.passed{color:#2e7d32}.failed{color:#c62828}h1 span{font-weight:normal}"
+             ".pages{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;padding:3px;border:3px solid #ddd;font-size:11px;"
+             "text-align:center}figure.relevant{border-color:#2e7d32}figure.missed{border-style:dashed;border-color:#2e7d32}"
+             "figure img{display:block;max-height:140px}</style>",
              "</head><body>",
              f'<h1>retrieval-ft run: <span class="{status}" id="verdict">gate {status}</span></h1>']
     if v.reasons:
@@ -175,6 +254,8 @@ def run_html(report: Any) -> str:
                 parts += [f"<tr><td class='text'>{_esc(w.query_id)}</td><td>{w.baseline:.4f}</td><td>{w.candidate:.4f}</td>"
                           f"<td>{w.delta:+.4f}</td><td class='text'>{_esc(w.text or '')}</td></tr>" for w in m.worst]
                 parts.append("</table>")
+    if getattr(report, "gallery", None):
+        parts += _gallery_html(report.gallery)
     guard_names = [n for n in v.comparisons if n != "main"]
     if guard_names:
         parts.append('<h2>Guard sets</h2><table id="guards"><tr><th>set</th><th>metric</th><th>base</th><th>tuned</th>'

@@ -16,6 +16,7 @@ from ._io import write_json_atomic
 from .errors import DataError
 
 SCHEMA_VERSION = 1
+TOP_DOCS = 10  # hits kept per query in a result, for reports
 VERSIONED = ("retrieval-ft", "torch", "sentence-transformers", "transformers", "peft", "faiss-cpu", "ranx",
              "datasets", "numpy")
 
@@ -36,7 +37,8 @@ class EvaluationResult:
 
     `metrics`: name -> mean over judged queries; `per_query`: name -> {query id -> value};
     `model`: name, path, fingerprint and encoding settings; `dataset`: path, split, fingerprint and
-    counts; `retrieval`: k and index; `timings`: seconds per stage; `cache`: corpus-embedding reuse.
+    counts; `retrieval`: k and index; `timings`: seconds per stage; `cache`: corpus-embedding reuse;
+    `top_docs`: the first hits of each query, best first (empty in files written before it existed).
     """
 
     metrics: dict[str, float]
@@ -47,6 +49,7 @@ class EvaluationResult:
     timings: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
     queries: dict[str, str] = field(default_factory=dict)  # judged query id -> text, for reports
+    top_docs: dict[str, list[str]] = field(default_factory=dict)  # judged query id -> its first TOP_DOCS hits
     versions: dict[str, str] = field(default_factory=library_versions)
     schema_version: int = SCHEMA_VERSION
 

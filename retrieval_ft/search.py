@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import EncodeConfig, IndexConfig, Similarity
+from .data import IRDataset
 from .encode import CorpusEmbeddings, Encoder
 from .errors import IndexMismatchError
 from .index import VectorIndex, build_index
@@ -51,10 +52,13 @@ class Retriever:
         return cls(encoder, index)
 
     @classmethod
-    def build(cls, encoder: Encoder, docs: Sequence[Document] | Mapping[str, Document],
-              index_config: IndexConfig | None = None) -> Retriever:
-        """Encode `docs` (through the embedding cache) and index them."""
-        return cls.from_embeddings(encoder, encoder.encode_corpus(dict(docs) if isinstance(docs, Mapping) else list(docs)), index_config)
+    def build(cls, encoder: Encoder, docs: IRDataset | Sequence[Document] | Mapping[str, Document],
+              index_config: IndexConfig | None = None, *, root: str | Path | None = None) -> Retriever:
+        """Encode `docs` (through the embedding cache) and index them. Pass the IRDataset (or the
+        dataset folder as `root`) when documents are page images."""
+        if not isinstance(docs, IRDataset):
+            docs = dict(docs) if isinstance(docs, Mapping) else list(docs)
+        return cls.from_embeddings(encoder, encoder.encode_corpus(docs, root=root), index_config)
 
     def save(self, folder: str | Path) -> Path:
         return self.index.save(folder)

@@ -28,7 +28,7 @@ from ._io import atomic_dir, write_json_atomic
 from .config import EncodeConfig, Loss, Method, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .data.pairs import is_pair_file, load_pairs
-from .encode import Encoder
+from .encode import Encoder, Item, Page, document_inputs, encode_items
 from .errors import ConfigError, DataError
 from .index import build_index
 from .metrics import evaluate as score_run
@@ -125,7 +125,7 @@ def _evaluator_base() -> type:
 
 
 def make_dev_evaluator(queries: dict[str, str], qrels: dict[str, dict[str, int]], doc_ids: list[str],
-                       doc_texts: list[str] | None, fixed_doc_vectors: np.ndarray | None,
+                       doc_items: list[Item] | None, fixed_doc_vectors: np.ndarray | None,
                        query_prompt: str, document_prompt: str, normalize: bool, batch_size: int) -> Any:
     """An evaluator for the Trainer: NDCG@10 of the dev queries over a dev corpus, computed with ranx.
     With `fixed_doc_vectors` (query-only tuning) only the queries are re-encoded."""
@@ -144,8 +144,8 @@ def make_dev_evaluator(queries: dict[str, str], qrels: dict[str, dict[str, int]]
             if fixed_doc_vectors is not None:
                 dv = fixed_doc_vectors
             else:
-                dv = model.encode(doc_texts, prompt=document_prompt, batch_size=batch_size,
-                                  normalize_embeddings=normalize, convert_to_numpy=True, show_progress_bar=False)
+                assert doc_items is not None
+                dv = encode_items(model, doc_items, prompt=document_prompt, batch_size=batch_size, normalize=normalize)
             scores = np.asarray(qv, dtype=np.float32) @ np.asarray(dv, dtype=np.float32).T  # (n_queries, n_docs)
             k = min(100, len(doc_ids))
             run = {}
@@ -239,6 +239,29 @@ def _loss(model: Any, config: TrainConfig) -> Any:
     return loss
 
 
+def training_set(rows: dict[str, list[Any]]) -> Any:
+    """A datasets.Dataset of the training rows. Page columns become `datasets.Image` columns of
+    file paths, decoded one row at a time while training (PDF pages are rendered to PNG files in
+    the cache first)."""
+    import datasets as hf_datasets
+
+    from .data.images import page_file
+
+    page_columns = []
+    for name, values in rows.items():
+        kinds = {isinstance(v, Page) for v in values}
+        if kinds == {True, False}:
+            raise DataError(f"training column {name!r} mixes page images and text documents; train on a corpus "
+                            "of one kind (all pages, or all texts).")
+        if kinds == {True}:
+            rows = {**rows, name: [page_file(v.path) for v in values]}
+            page_columns.append(name)
+    train_set = hf_datasets.Dataset.from_dict(rows)
+    for name in page_columns:
+        train_set = train_set.cast_column(name, hf_datasets.Image())
+    return train_set
+
+
 def finetune(
     model: str | SentenceTransformer,
     data: IRDataset | str | Path,
@@ -258,7 +281,6 @@ def finetune(
     `resume` continues from the last checkpoint in `out/checkpoints`; `callbacks` are passed to the
     transformers Trainer.
     """
-    import datasets as hf_datasets
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -297,7 +319,7 @@ def finetune(
     n_neg = len(negatives[0]) if negatives else 0
     mine = n_neg == 0 and config.mines_negatives
     need_base_vectors = config.method is Method.QUERY_ONLY or mine
-    corpus_vectors = base.encode_corpus(dataset.corpus).vectors if need_base_vectors else None  # (n_docs, dim)
+    corpus_vectors = base.encode_corpus(dataset).vectors if need_base_vectors else None  # (n_docs, dim)
     if mine:
         assert corpus_vectors is not None
         qids = sorted({q for q, _ in tdata.pairs})
@@ -339,18 +361,18 @@ def finetune(
     else:
         train_model = base.model
         prep = prepare_for_training(train_model, config.method, config.lora, config.full_modules)
+        item = dict(zip(doc_ids, document_inputs(list(dataset.corpus.values()), dataset.root), strict=True))
         rows = {"anchor": [dataset.queries[q] for q, _ in tdata.pairs],
-                "positive": [dataset.corpus[d].full_text for _, d in tdata.pairs]}
+                "positive": [item[d] for _, d in tdata.pairs]}
         for j in range(n_neg):
-            rows[f"negative_{j + 1}"] = [dataset.corpus[negs[j]].full_text for negs in negatives]
+            rows[f"negative_{j + 1}"] = [item[negs[j]] for negs in negatives]
         loss = _loss(train_model, config)
-        evaluator = make_dev_evaluator(dev_queries, tdata.dev_qrels, dev_docs,
-                                       [dataset.corpus[d].full_text for d in dev_docs], None, base.query_prompt,
-                                       base.document_prompt, normalize, encode.batch_size)
+        evaluator = make_dev_evaluator(dev_queries, tdata.dev_qrels, dev_docs, [item[d] for d in dev_docs], None,
+                                       base.query_prompt, base.document_prompt, normalize, encode.batch_size)
         prompts = {c: (base.query_prompt if c == "anchor" else base.document_prompt) for c in rows}
         prompts = {c: p for c, p in prompts.items() if p} or None
         sampler = BatchSamplers.NO_DUPLICATES
-    train_set = hf_datasets.Dataset.from_dict(rows)
+    train_set = training_set(rows)
 
     trainable, total = parameter_counts(train_model)
     steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))

@@ -89,6 +89,14 @@ def build_tiny_model(folder: Path, *, normalize: bool = True, seed: int = 0) -> 
 
 
 @pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny CLIP (text and image towers, 32-d, 48-pixel pages) with CLIP's tokenizer."""
+    from retrieval_ft.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", image_size=48, patch_size=12, hidden=32)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 

@@ -89,12 +89,12 @@ def test_missing_image_is_refused_at_load(pages: Path):
         load_dataset(pages)
 
 
-def test_evaluate_can_skip_bad_pages(pages: Path, tiny_model_path: Path, tmp_path: Path, capsys):
+def test_evaluate_can_skip_bad_pages(pages: Path, tiny_clip: Path, tmp_path: Path, capsys):
     from retrieval_ft.cli import main
 
     (pages / "images" / "3.png").write_bytes(b"broken")
     out = tmp_path / "res.json"
-    args = ["evaluate", "--model", str(tiny_model_path), "--data", str(pages), "--no-progress", "--k", "5",
+    args = ["evaluate", "--model", str(tiny_clip), "--data", str(pages), "--no-progress", "--k", "5",
             "--metrics", "ndcg@5", "--out", str(out)]
     assert main([*args, "--check-images"]) == 2
     assert "images/3.png: unreadable image" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from .._io import hash_strings
 from ..errors import DataError
@@ -41,6 +42,12 @@ class IRDataset:
     # Judgments dropped on load because they named unknown ids (policy unknown_ids="drop").
     dropped_judgments: int = 0
     _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def root(self) -> Path:
+        """The folder that document image paths are relative to."""
+        path = Path(self.source)
+        return path.parent if path.is_file() else path
 
     def __post_init__(self) -> None:
         if not self.corpus:

@@ -46,6 +46,9 @@ def _load_from_disk(path: Path) -> Any:
         return datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot be read as a dataset saved with save_to_disk ({exc}).") from None
+    except (AttributeError, TypeError, KeyError) as exc:  # datasets trusts its JSON metadata's shape
+        raise DataError(f"{path}: cannot be read as a dataset saved with save_to_disk (damaged metadata: "
+                        f"{type(exc).__name__}: {exc}); save it again with save_to_disk.") from None
 
 
 def _single(ds: Any, path: Path) -> Any:

@@ -23,8 +23,7 @@ def _pil() -> Any:
 
 
 def image_path(dataset: IRDataset | Path | str, doc: Document) -> Path:
-    root = Path(dataset.source) if isinstance(dataset, IRDataset) else Path(dataset)
-    root = root.parent if root.is_file() else root
+    root = dataset.root if isinstance(dataset, IRDataset) else Path(dataset)
     if doc.image is None:
         raise DataError(f"document {doc.id!r} has no image.")
     return root / doc.image
@@ -88,3 +87,23 @@ def verify_images(dataset: IRDataset, skip_bad: bool = False) -> tuple[IRDataset
              for s, split in dataset.qrels.items()}
     return IRDataset(corpus=corpus, queries=dataset.queries, qrels=qrels, source=dataset.source,
                      dropped_judgments=dataset.dropped_judgments), bad
+
+
+def page_file(path: str | Path) -> str:
+    """An image file holding the page: the path itself for an image, or for `file.pdf#pN` a PNG of
+    that page rendered once into the cache (keyed by the PDF's content)."""
+    text = str(path)
+    if not (".pdf#p" in text.lower() and text.rsplit("#p", 1)[1].isdigit()):
+        return text
+    from .._io import atomic_path, cache_dir, file_sha256
+
+    file, page = text.rsplit("#p", 1)
+    if not Path(file).is_file():
+        raise DataError(f"{file}: PDF not found; fix the document's path or add the file.")
+    target = cache_dir("pages") / file_sha256(file)[:32] / f"p{int(page)}.png"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image = load_image(text)
+        with atomic_path(target) as tmp:
+            image.save(tmp, format="PNG")
+    return str(target)
