@@ -242,19 +242,25 @@ def _loss(model: Any, config: TrainConfig) -> Any:
 def training_set(rows: dict[str, list[Any]]) -> Any:
     """A datasets.Dataset of the training rows. Page columns become `datasets.Image` columns of
     file paths, decoded one row at a time while training (PDF pages are rendered to PNG files in
-    the cache first)."""
+    the cache first). Every training page is decoded once up front, so a corrupt one stops
+    training before it starts, with its file named."""
     import datasets as hf_datasets
 
-    from .data.images import page_file
+    from .data.images import load_image, page_file
 
     page_columns = []
+    checked: set[str] = set()
     for name, values in rows.items():
         kinds = {isinstance(v, Page) for v in values}
         if kinds == {True, False}:
             raise DataError(f"training column {name!r} mixes page images and text documents; train on a corpus "
                             "of one kind (all pages, or all texts).")
         if kinds == {True}:
-            rows = {**rows, name: [page_file(v.path) for v in values]}
+            files = [page_file(v.path) for v in values]
+            for f in set(files) - checked:
+                load_image(f).close()
+            checked.update(files)
+            rows = {**rows, name: files}
             page_columns.append(name)
     train_set = hf_datasets.Dataset.from_dict(rows)
     for name in page_columns:

@@ -100,7 +100,9 @@ def test_paths_are_relative_to_the_config(tmp_path: Path, tiny_model_path: Path)
 def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[1] / "configs"
     names = sorted(p.name for p in root.glob("*.yaml"))
-    assert {"demo.yaml", "scifact-lora.yaml", "scifact-full.yaml"} <= set(names)
+    assert {"demo.yaml", "scifact-lora.yaml", "scifact-full.yaml", "visual-demo.yaml"} <= set(names)
     for name in names:
         cfg = load_run_config(str(root / name))
-        assert cfg.model == "all-MiniLM-L6-v2"
+        assert cfg.model == ("tiny-clip" if name == "visual-demo.yaml" else "all-MiniLM-L6-v2")
+        if name == "visual-demo.yaml":  # generated stand-ins are names, not paths
+            assert cfg.data == "demo-pages" and cfg.out.endswith("out/visual-demo")

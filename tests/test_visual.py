@@ -231,3 +231,41 @@ def test_visual_demo_lifts_held_out_pages_from_random_to_useful(tmp_path: Path):
     worst = saved["worst_pages"]
     assert len(worst) == 5 and all(entry["hits"] for entry in worst)
     assert worst[0]["tuned"] == min(saved["tuned"]["per_query"]["ndcg@10"].values())
+
+
+def test_a_plain_transformers_clip_folder_loads_as_a_hub_clip_would(tmp_path: Path, pages: Path):
+    """A folder holding only `save_pretrained` output (what openai/clip-vit-base-patch32 is on the
+    hub) evaluates without any sentence-transformers files."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from retrieval_ft.tiny_clip import clip_tokenizer
+
+    tok = clip_tokenizer()
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 32, "bos_token_id": tok.bos_token_id,
+                     "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 16},
+        projection_dim=16)
+    folder = tmp_path / "clip-vit-tiny"
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                  tokenizer=tok).save_pretrained(folder)
+    assert not (folder / "modules.json").exists()
+    result = evaluate(str(folder), pages, EvalConfig(encode=ENC))
+    assert result.dataset["n_docs"] == 150 and 0 <= result.metrics["ndcg@10"] <= 1
+
+
+def test_a_corrupt_training_page_stops_training_naming_the_file(tiny_clip: Path, pages: Path, tmp_path: Path):
+    folder = tmp_path / "pages"
+    shutil.copytree(pages, folder)
+    ds = load_dataset(folder)
+    victim = next(iter(next(iter(ds.split("train").values()))))
+    (folder / ds.corpus[victim].image).write_bytes(b"GIF89a truncated")
+    with pytest.raises(DataError, match=rf"{victim}.png: unreadable image"):
+        finetune(str(tiny_clip), folder, TrainConfig(max_steps=1, batch_size=8), tmp_path / "tuned", encode=ENC)
+    assert not (tmp_path / "tuned").exists()
