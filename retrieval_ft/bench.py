@@ -9,6 +9,7 @@ size, documents re-encoded to re-index).
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
@@ -16,10 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._io import write_json_atomic, write_text_atomic
+from ._io import hash_strings, write_json_atomic, write_text_atomic
 from .compare import compare
-from .config import BenchConfig, CompareConfig, Method, to_dict
-from .data import load_dataset
+from .config import BenchConfig, BenchMethod, CompareConfig, Method, to_dict
+from .data import IRDataset, load_dataset
 from .encode import Encoder
 from .pipeline import evaluate
 from .results import EvaluationResult, library_versions
@@ -40,10 +41,52 @@ def _summary(values: list[float]) -> dict[str, Any]:
             "per_seed": values}
 
 
-def run_bench(config: BenchConfig) -> dict[str, Any]:
-    """Run every method with every seed; write <out>/<name>.json, .md and .svg; return the JSON."""
+def _seed_run(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDataset,
+              guards: dict[str, tuple[IRDataset, str]], base_encoder: Encoder,
+              ) -> tuple[EvaluationResult, dict[str, EvaluationResult], dict[str, Any]]:
+    """Tune one method with one seed and evaluate it on the test split and every guard set.
+
+    The outcome is kept in WORK/NAME/<method>-<seed>.json, keyed by everything that decides it
+    (base model fingerprint, data, training and evaluation settings): a rerun after a crash or a
+    stop reuses finished (method, seed) pairs, and an interrupted training resumes from its last
+    checkpoint."""
     from .train import finetune
 
+    train_config = spec.train_config(seed)
+    key = hash_strings([json.dumps({"train": to_dict(train_config), "eval": to_dict(config.eval),
+                                    "guards": {n: [d.fingerprint(s), s] for n, (d, s) in guards.items()}},
+                                   sort_keys=True, default=str),
+                        base_encoder.fingerprint, dataset.fingerprint(config.eval.split), dataset.fingerprint(train_config.split)])
+    folder = Path(config.work) / config.name
+    record = folder / f"{spec.name}-{seed}.json"
+    if record.is_file():
+        try:
+            saved = json.loads(record.read_text(encoding="utf-8"))
+            if saved.get("key") == key:
+                logger.info("bench %s: %s, seed %d: reusing %s", config.name, spec.name, seed, record)
+                return (EvaluationResult.from_dict(saved["test"], str(record)),
+                        {n: EvaluationResult.from_dict(r, str(record)) for n, r in saved["guards"].items()}, saved["cost"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("bench %s: ignoring unreadable %s (%s)", config.name, record, exc)
+    logger.info("bench %s: %s, seed %d", config.name, spec.name, seed)
+    artifact = folder / f"{spec.name}-{seed}"
+    resume = (artifact / "checkpoints").is_dir()
+    trained = finetune(config.model, dataset, train_config, artifact, encode=config.eval.encode,
+                       resume=resume)
+    tuned_encoder = Encoder(str(trained.artifact), config.eval.encode)
+    result = evaluate(tuned_encoder, dataset, config.eval)
+    guard_results = {n: evaluate(tuned_encoder, d, replace(config.eval, split=s)) for n, (d, s) in guards.items()}
+    cost = {"train_seconds": trained.train_seconds, "peak_memory_mb": trained.peak_memory_mb,
+            "trainable_params": trained.trainable_params, "artifact_bytes": trained.artifact_bytes,
+            "reencode_seconds": result.timings.get("encode_corpus", 0.0), "resumed": resume}
+    write_json_atomic(record, {"key": key, "method": spec.name, "seed": seed, "test": result.to_dict(),
+                               "guards": {n: r.to_dict() for n, r in guard_results.items()}, "cost": cost})
+    return result, guard_results, cost
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run every method with every seed; write <out>/<name>.json, .md and .svg; return the JSON.
+    Finished (method, seed) pairs are kept in the work folder and reused by a rerun."""
     dataset = load_dataset(config.data)
     guards = {g.name: (load_dataset(g.data), g.split) for g in config.guards}
     base_encoder = Encoder(config.model, config.eval.encode)
@@ -59,17 +102,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     for spec in config.methods:
         runs, guard_runs, costs = [], {n: [] for n in guards}, []
         for seed in config.seeds:
-            logger.info("bench %s: %s, seed %d", config.name, spec.name, seed)
-            trained = finetune(config.model, dataset, spec.train_config(seed), Path(config.work) / config.name / f"{spec.name}-{seed}",
-                               encode=config.eval.encode)
-            tuned_encoder = Encoder(str(trained.artifact), config.eval.encode)
-            result = evaluate(tuned_encoder, dataset, config.eval)
+            result, guard_results, cost = _seed_run(config, spec, seed, dataset, guards, base_encoder)
             runs.append(result)
-            for n, (d, s) in guards.items():
-                guard_runs[n].append(evaluate(tuned_encoder, d, replace(config.eval, split=s)))
-            costs.append({"train_seconds": trained.train_seconds, "peak_memory_mb": trained.peak_memory_mb,
-                          "trainable_params": trained.trainable_params, "artifact_bytes": trained.artifact_bytes,
-                          "reencode_seconds": result.timings.get("encode_corpus", 0.0)})
+            for n, r in guard_results.items():
+                guard_runs[n].append(r)
+            costs.append(cost)
         main = compare(base, _seed_mean(runs, base), cmp).metrics
         entry: dict[str, Any] = {
             "method": spec.method.value, "train": spec.train,

@@ -28,7 +28,7 @@ def _config(tmp: Path, model: Path, methods: str) -> Path:
     return path
 
 
-def test_bench_writes_json_markdown_and_plot(tmp_path: Path, tiny_model_path: Path, capsys):
+def test_bench_writes_json_markdown_and_plot(tmp_path: Path, tiny_model_path: Path, capsys, monkeypatch):
     fast = "{max_steps: 2, batch_size: 8, lr: 0.01, warmup_ratio: 0.0}"
     config = _config(tmp_path, tiny_model_path, f"  lora: {{method: lora, train: {fast}}}\n"
                                                 f"  query-only: {{method: query-only, train: {fast}}}\n")
@@ -45,6 +45,21 @@ def test_bench_writes_json_markdown_and_plot(tmp_path: Path, tiny_model_path: Pa
     assert "| lora |" in md and "| query-only |" in md and "Guard sets" in md
     svg = ET.fromstring((tmp_path / "results" / "tiny.svg").read_text())
     assert len(svg.findall("{http://www.w3.org/2000/svg}circle")) == 2
+
+    # a rerun (after a crash, or to add a method) reuses every finished (method, seed) pair ...
+    import retrieval_ft.train as train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished (method, seed) pair was trained again")
+
+    monkeypatch.setattr(train, "finetune", no_training)
+    assert main(["bench", str(config)]) == 0
+    again = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    assert again["methods"]["lora"]["metrics"] == lora["metrics"]
+    # ... but not one whose settings changed
+    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.02"))
+    with pytest.raises(AssertionError, match="trained again"):
+        main(["bench", str(config)])
 
 
 def test_bench_config_is_checked(tmp_path: Path, tiny_model_path: Path):
