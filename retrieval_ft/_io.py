@@ -86,6 +86,19 @@ def hash_strings(parts: Iterator[str] | list[str] | tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """`file_sha256`, remembered per (path, size, mtime) for this process: page corpora hash each
+    page file for cache keys and fingerprints, and a PDF's pages share one file."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_sha256(path)
+    return _DIGESTS[key]
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

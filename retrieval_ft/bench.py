@@ -87,7 +87,11 @@ def _seed_run(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRData
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Run every method with every seed; write <out>/<name>.json, .md and .svg; return the JSON.
     Finished (method, seed) pairs are kept in the work folder and reused by a rerun."""
-    dataset = load_dataset(config.data)
+    from .pipeline import generated_inputs
+
+    data_path, model = generated_inputs(config.data, config.model, Path(config.work) / config.name)
+    config = replace(config, data=str(data_path), model=model)
+    dataset = load_dataset(data_path)
     guards = {g.name: (load_dataset(g.data), g.split) for g in config.guards}
     base_encoder = Encoder(config.model, config.eval.encode)
     base = evaluate(base_encoder, dataset, config.eval)

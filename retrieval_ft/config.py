@@ -537,7 +537,7 @@ def load_bench_config(path: str) -> BenchConfig:
         return p if not isinstance(p, str) or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
 
     for key in ("data", "out", "work"):
-        if isinstance(values.get(key), str) and not (key == "data" and values[key] == "demo"):
+        if isinstance(values.get(key), str) and not (key == "data" and values[key] in GENERATED_DATA):
             values[key] = rel(values[key])
     if isinstance(values.get("model"), str) and values["model"] not in GENERATED_MODELS and os.path.exists(rel(values["model"])):
         values["model"] = rel(values["model"])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import atomic_path, cache_dir, file_sha256, hash_strings, write_json_atomic
+from ._io import atomic_path, cache_dir, file_digest, file_sha256, hash_strings, write_json_atomic
 from .config import EncodeConfig, Similarity
 from .errors import ConfigError
 from .models import document_side, fingerprint, load_model, model_source, read_stamp
@@ -69,7 +69,7 @@ def _page_signature(page: Page) -> str:
     """The page's file content (and page number), for cache keys."""
     path, _, number = page.path.rpartition("#p") if ".pdf#p" in page.path.lower() else (page.path, "", "")
     try:
-        digest = file_sha256(path)
+        digest = file_digest(path)
     except OSError:
         digest = "missing"  # reported by the loader when the page is encoded
     return f"page:{digest}:{number}"
@@ -83,15 +83,14 @@ def encode_items(model: SentenceTransformer, items: Sequence[Item], *, prompt: s
     their order, one batch decoded at a time. `progress` is a tqdm bar to advance, or None.
     """
     items = list(items)
+    if not items:
+        return np.zeros((0, model.get_embedding_dimension() or 0), dtype=np.float32)
     extra = {"task": task} if task else {}
     out: np.ndarray | None = None
     text_idx = [i for i, x in enumerate(items) if not isinstance(x, Page)]
     page_idx = [i for i, x in enumerate(items) if isinstance(x, Page)]
-    if page_idx and not _supports_images(model):
-        raise ConfigError(
-            f"the corpus has page images but this model encodes only {', '.join(getattr(model, 'modalities', ['text']))}; "
-            "use a multimodal model (CLIP/SigLIP-style, e.g. sentence-transformers/clip-ViT-B-32) for page corpora."
-        )
+    if page_idx:
+        check_encodes_pages(model)
     text_idx.sort(key=lambda i: -len(items[i]))  # type: ignore[arg-type]
     chunks = [(text_idx[s:s + batch_size * 8], False) for s in range(0, len(text_idx), batch_size * 8)]
     chunks += [(page_idx[s:s + batch_size], True) for s in range(0, len(page_idx), batch_size)]
@@ -118,11 +117,17 @@ def encode_items(model: SentenceTransformer, items: Sequence[Item], *, prompt: s
     return out
 
 
-def _supports_images(model: Any) -> bool:
+def check_encodes_pages(model: Any) -> None:
+    """Raise ConfigError unless `model` has an image tower."""
     try:
-        return "image" in list(model.modalities)
+        modalities = [str(m) for m in model.modalities]
     except Exception:  # noqa: BLE001 - a model without the attribute is text-only
-        return False
+        modalities = ["text"]
+    if "image" not in modalities:
+        raise ConfigError(
+            f"the corpus has page images but this model encodes only {', '.join(modalities)}; use a multimodal "
+            "model (CLIP/SigLIP-style, e.g. openai/clip-vit-base-patch32) for page corpora."
+        )
 
 
 @dataclass(frozen=True)

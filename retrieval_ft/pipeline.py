@@ -131,16 +131,22 @@ class RunReport:
         }
 
 
-def generated_inputs(config: RunConfig, out: Path) -> tuple[Path, str]:
-    """(dataset path, model) for a run: generated stand-ins (`data: demo | demo-pages`,
-    `model: tiny-clip`) are written into `out` on first use and reused afterwards."""
-    if config.data == "demo":
+def _headline_metric(config: RunConfig) -> str:
+    """The metric reports lead with: the gate's first, else the first evaluated."""
+    gated = [m for m in config.gate.rules.metrics if m in config.eval.metrics]
+    return gated[0] if gated else config.eval.metrics[0]
+
+
+def generated_inputs(data: str, model: str, out: Path) -> tuple[Path, str]:
+    """(dataset path, model) with generated stand-ins (`data: demo | demo-pages`,
+    `model: tiny-clip`) written into `out` on first use and reused afterwards."""
+    if data == "demo":
         from .data.demo import write_demo
 
         data_path = out / "demo-data"
         if not (data_path / "dataset.yaml").is_file():
             write_demo(data_path)
-    elif config.data == "demo-pages":
+    elif data == "demo-pages":
         from .data.demo_pages import write_demo_pages
 
         data_path = out / "demo-pages"
@@ -148,8 +154,7 @@ def generated_inputs(config: RunConfig, out: Path) -> tuple[Path, str]:
             logger.info("generating the demo pages into %s", data_path)
             write_demo_pages(data_path)
     else:
-        data_path = Path(config.data)
-    model = config.model
+        data_path = Path(data)
     if model == "tiny-clip":
         from .tiny_clip import build_tiny_clip
 
@@ -165,9 +170,14 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     guard set, gate the comparison, and write report.json / report.md / report.html into config.out."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    data_path, model = generated_inputs(config, out)
+    data_path, model = generated_inputs(config.data, config.model, out)
     config = replace(config, model=model)
     dataset = load_dataset(data_path, config.unknown_ids)
+    train_data = dataset
+    if config.eval.images is not ImageCheck.LAZY:  # the same page check for training as for evaluation
+        from .data.images import verify_images
+
+        train_data, _ = verify_images(dataset, skip_bad=config.eval.images is ImageCheck.SKIP)
     logger.info("base model: evaluating %s on %s (%s)", config.model, dataset.source, config.eval.split)
     base_encoder = Encoder(config.model, config.eval.encode)
     base = evaluate(base_encoder, dataset, config.eval)
@@ -175,7 +185,7 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     from .train import finetune
 
     tuned_dir = out / "model"
-    trained = finetune(config.model, dataset, config.train, tuned_dir, encode=config.eval.encode, resume=resume,
+    trained = finetune(config.model, train_data, config.train, tuned_dir, encode=config.eval.encode, resume=resume,
                        unknown_ids=config.unknown_ids)
     tuned_encoder = Encoder(str(tuned_dir), config.eval.encode)
     tuned = evaluate(tuned_encoder, dataset, config.eval, save_index=out / "index")
@@ -200,7 +210,7 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     from .report import page_gallery, write_run_report
 
     report = RunReport(base=base, tuned=tuned, guards=guards, train=train_info, verdict=verdict, out=out,
-                       config=to_dict(config), gallery=page_gallery(dataset, base, tuned))
+                       config=to_dict(config), gallery=page_gallery(dataset, base, tuned, _headline_metric(config)))
 
     write_run_report(report, out)
     return report

@@ -108,7 +108,7 @@ def run_markdown(report: Any) -> str:
 
 
 # -- pages retrieved for the worst queries (page-image corpora) ---------------------------------
-def page_gallery(dataset: IRDataset, base: EvaluationResult, tuned: EvaluationResult, metric: str = "ndcg@10",
+def page_gallery(dataset: IRDataset, base: EvaluationResult, tuned: EvaluationResult, metric: str,
                  n: int = 5, k: int = 5) -> list[dict[str, Any]]:
     """For the `n` queries the tuned model serves worst (lowest tuned `metric`, larger loss first),
     the tuned model's first `k` pages, each marked relevant or not, and the relevant pages it left
@@ -174,16 +174,23 @@ def _gallery_html(gallery: list[dict[str, Any]]) -> list[str]:
 
 
 def _figure(page: dict[str, Any], cls: str, caption: str) -> str:
-    uri = _thumbnail(page.get("image"))
-    img = f'<img src="{uri}" alt="{_esc(page["doc_id"])}"/>' if uri else '<span class="noimg">(unreadable)</span>'
+    if page.get("image") is None:
+        img = '<span class="noimg">(text document)</span>'
+    else:
+        uri = _thumbnail(page["image"])
+        img = f'<img src="{uri}" alt="{_esc(page["doc_id"])}"/>' if uri else '<span class="noimg">(unreadable)</span>'
     return (f'<figure class="{cls}">{img}<figcaption>{_esc(caption)}<br/><code>{_esc(page["doc_id"])}</code>'
             "</figcaption></figure>")
 
 
+_XML_FORBIDDEN = dict.fromkeys([*range(0, 9), 11, 12, *range(14, 32)], "\ufffd")
+
+
 def _esc(text: Any) -> str:
+    """Escaped for (X)HTML; control characters XML forbids become U+FFFD, so the page stays XML."""
     import html
 
-    return html.escape(str(text), quote=True)
+    return html.escape(str(text), quote=True).translate(_XML_FORBIDDEN)
 
 
 def _delta_svg(deltas: list[float], metric: str, width: int = 760, height: int = 220) -> str:

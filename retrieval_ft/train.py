@@ -11,6 +11,7 @@ saying what made it.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import random
@@ -28,7 +29,7 @@ from ._io import atomic_dir, write_json_atomic
 from .config import EncodeConfig, Loss, Method, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .data.pairs import is_pair_file, load_pairs
-from .encode import Encoder, Item, Page, document_inputs, encode_items
+from .encode import Encoder, Item, Page, check_encodes_pages, document_inputs, encode_items
 from .errors import ConfigError, DataError
 from .index import build_index
 from .metrics import evaluate as score_run
@@ -239,6 +240,15 @@ def _loss(model: Any, config: TrainConfig) -> Any:
     return loss
 
 
+def check_pages(items: Sequence[Item]) -> None:
+    """Decode every page among `items` once; a corrupt one raises DataError naming its file."""
+    from .data.images import load_image
+
+    for x in items:
+        if isinstance(x, Page):
+            load_image(x.path).close()
+
+
 def training_set(rows: dict[str, list[Any]]) -> Any:
     """A datasets.Dataset of the training rows. Page columns become `datasets.Image` columns of
     file paths, decoded one row at a time while training (PDF pages are rendered to PNG files in
@@ -246,7 +256,7 @@ def training_set(rows: dict[str, list[Any]]) -> Any:
     training before it starts, with its file named."""
     import datasets as hf_datasets
 
-    from .data.images import load_image, page_file
+    from .data.images import page_file
 
     page_columns = []
     checked: set[str] = set()
@@ -257,14 +267,13 @@ def training_set(rows: dict[str, list[Any]]) -> Any:
                             "of one kind (all pages, or all texts).")
         if kinds == {True}:
             files = [page_file(v.path) for v in values]
-            for f in set(files) - checked:
-                load_image(f).close()
+            check_pages([Page(f) for f in set(files) - checked])
             checked.update(files)
             rows = {**rows, name: files}
             page_columns.append(name)
     train_set = hf_datasets.Dataset.from_dict(rows)
     for name in page_columns:
-        train_set = train_set.cast_column(name, hf_datasets.Image())
+        train_set = train_set.cast_column(name, hf_datasets.Image(mode="RGB"))
     return train_set
 
 
@@ -318,6 +327,12 @@ def finetune(
     base = Encoder(model, encode)
     base_info = {"name": base.name, "path": base.path, "fingerprint": base.fingerprint}
     normalize = base.normalize
+    n_pages = sum(d.image is not None for d in dataset.corpus.values())
+    if n_pages:
+        check_encodes_pages(base.model)
+        if n_pages < len(dataset.corpus):
+            raise DataError(f"{dataset.source}: {n_pages} of {len(dataset.corpus)} documents are page images and the "
+                            "rest text; training needs a corpus of one kind (all pages, or all texts).")
     doc_ids = list(dataset.corpus)
     row = {d: i for i, d in enumerate(doc_ids)}
     # a triplet file brings its own negatives (the same number on every row); else mine them if asked
@@ -368,6 +383,8 @@ def finetune(
         train_model = base.model
         prep = prepare_for_training(train_model, config.method, config.lora, config.full_modules)
         item = dict(zip(doc_ids, document_inputs(list(dataset.corpus.values()), dataset.root), strict=True))
+        # dev pages are decoded at every evaluation: check them now, not after the first steps
+        check_pages([item[d] for d in dev_docs])
         rows = {"anchor": [dataset.queries[q] for q, _ in tdata.pairs],
                 "positive": [item[d] for _, d in tdata.pairs]}
         for j in range(n_neg):
@@ -379,6 +396,11 @@ def finetune(
         prompts = {c: p for c, p in prompts.items() if p} or None
         sampler = BatchSamplers.NO_DUPLICATES
     train_set = training_set(rows)
+    if sampler == BatchSamplers.NO_DUPLICATES and n_pages:
+        # hash each row once instead of re-decoding pages at every duplicate check
+        from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+        sampler = functools.partial(NoDuplicatesBatchSampler, precompute_hashes=True)
 
     trainable, total = parameter_counts(train_model)
     steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))

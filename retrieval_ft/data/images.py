@@ -95,12 +95,12 @@ def page_file(path: str | Path) -> str:
     text = str(path)
     if not (".pdf#p" in text.lower() and text.rsplit("#p", 1)[1].isdigit()):
         return text
-    from .._io import atomic_path, cache_dir, file_sha256
+    from .._io import atomic_path, cache_dir, file_digest
 
     file, page = text.rsplit("#p", 1)
     if not Path(file).is_file():
         raise DataError(f"{file}: PDF not found; fix the document's path or add the file.")
-    target = cache_dir("pages") / file_sha256(file)[:32] / f"p{int(page)}.png"
+    target = cache_dir("pages") / file_digest(file)[:32] / f"p{int(page)}.png"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         image = load_image(text)
