@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import statistics
 import time
 from dataclasses import replace
@@ -22,6 +23,7 @@ from .compare import compare
 from .config import BenchConfig, BenchMethod, CompareConfig, Method, to_dict
 from .data import IRDataset, load_dataset
 from .encode import Encoder
+from .errors import ConfigError
 from .pipeline import evaluate
 from .results import EvaluationResult, library_versions
 
@@ -69,7 +71,14 @@ def _seed_run(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRData
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("bench %s: ignoring unreadable %s (%s)", config.name, record, exc)
     logger.info("bench %s: %s, seed %d", config.name, spec.name, seed)
+    start = time.perf_counter()
     artifact = folder / f"{spec.name}-{seed}"
+    # checkpoints are resumed only by the settings that wrote them (their key is kept beside them)
+    pending = folder / f"{spec.name}-{seed}.pending"
+    if artifact.exists() and not (pending.is_file() and pending.read_text(encoding="utf-8") == key):
+        logger.info("bench %s: %s was made with other settings; starting it again", config.name, artifact)
+        shutil.rmtree(artifact)
+    write_text_atomic(pending, key)
     resume = (artifact / "checkpoints").is_dir()
     trained = finetune(config.model, dataset, train_config, artifact, encode=config.eval.encode,
                        resume=resume)
@@ -78,31 +87,56 @@ def _seed_run(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRData
     guard_results = {n: evaluate(tuned_encoder, d, replace(config.eval, split=s)) for n, (d, s) in guards.items()}
     cost = {"train_seconds": trained.train_seconds, "peak_memory_mb": trained.peak_memory_mb,
             "trainable_params": trained.trainable_params, "artifact_bytes": trained.artifact_bytes,
-            "reencode_seconds": result.timings.get("encode_corpus", 0.0), "resumed": resume}
+            "reencode_seconds": result.timings.get("encode_corpus", 0.0), "resumed": resume,
+            "wall_seconds": time.perf_counter() - start}  # tune + test + guard evaluations
     write_json_atomic(record, {"key": key, "method": spec.name, "seed": seed, "test": result.to_dict(),
                                "guards": {n: r.to_dict() for n, r in guard_results.items()}, "cost": cost})
+    pending.unlink(missing_ok=True)
     return result, guard_results, cost
 
 
-def run_bench(config: BenchConfig) -> dict[str, Any]:
+def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]:
     """Run every method with every seed; write <out>/<name>.json, .md and .svg; return the JSON.
-    Finished (method, seed) pairs are kept in the work folder and reused by a rerun."""
+    Finished (method, seed) pairs are kept in the work folder and reused by a rerun. `command` (the
+    command line that reproduces the run) is written into the results."""
     from .pipeline import generated_inputs
+    from .train import training_data
 
+    started = time.perf_counter()
     data_path, model = generated_inputs(config.data, config.model, Path(config.work) / config.name)
     config = replace(config, data=str(data_path), model=model)
     dataset = load_dataset(data_path)
-    guards = {g.name: (load_dataset(g.data), g.split) for g in config.guards}
+    dataset.split(config.eval.split)  # fail now, not after the base evaluation, if a split is missing
+    for spec in config.methods:
+        if spec.train_config(config.seeds[0]).split == config.eval.split:
+            raise ConfigError(f"methods.{spec.name}: trains on split {config.eval.split!r}, the split it is scored on; "
+                              "train on another split (train.split) or score another (eval.split).")
+        training_data(dataset, spec.train_config(config.seeds[0]))
+    guards = {}
+    for g in config.guards:
+        if Path(g.data).resolve() == Path(data_path).resolve():
+            logger.warning("bench %s: guard set %r is the benchmark's own collection; left out.", config.name, g.name)
+            continue
+        guards[g.name] = (load_dataset(g.data), g.split)
+        guards[g.name][0].split(g.split)
+    overlap = _train_test_overlap(dataset, config)
+    if overlap:
+        logger.warning("bench %s: %d test queries also have training judgments; their test figures are not "
+                       "held-out.", config.name, overlap)
     base_encoder = Encoder(config.model, config.eval.encode)
     base = evaluate(base_encoder, dataset, config.eval)
     base_guards = {n: evaluate(base_encoder, d, replace(config.eval, split=s))
                    for n, (d, s) in guards.items()}
     metrics = list(config.eval.metrics)
+    base_seconds = time.perf_counter() - started
     out: dict[str, Any] = {"name": config.name, "config": to_dict(config), "versions": library_versions(),
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+                           "data": {"documents": len(dataset.corpus), "test_queries": len(base.per_query[config.eval.metrics[0]]),
+                                    "train_test_overlap": overlap},
                            "methods": {"base": {"metrics": {m: _summary([base.metrics[m]]) for m in metrics},
                                                 "guards": {n: {m: r.metrics[m] for m in metrics} for n, r in base_guards.items()}}}}
     cmp = CompareConfig(metrics=tuple(metrics))
+    pair_seconds = 0.0
     for spec in config.methods:
         runs, guard_runs, costs = [], {n: [] for n in guards}, []
         for seed in config.seeds:
@@ -111,6 +145,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             for n, r in guard_results.items():
                 guard_runs[n].append(r)
             costs.append(cost)
+            pair_seconds += cost.get("wall_seconds", 0.0)
         main = compare(base, _seed_mean(runs, base), cmp).metrics
         entry: dict[str, Any] = {
             "method": spec.method.value, "train": spec.train,
@@ -132,11 +167,24 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             g = compare(base_guards[n], _seed_mean(results, base_guards[n]), cmp).metrics
             entry["guards"][n] = {m: {"delta": g[m].delta, "p_value": g[m].p_value} for m in metrics}
         out["methods"][spec.name] = entry
+    # the wall time of this invocation, and what a run from scratch takes (base + every pair as recorded)
+    out["timing"] = {"elapsed_seconds": time.perf_counter() - started, "from_scratch_seconds": base_seconds + pair_seconds}
     folder = Path(config.out)
     write_json_atomic(folder / f"{config.name}.json", out)
     write_text_atomic(folder / f"{config.name}.svg", quality_cost_svg(out, metrics[0]))
     write_text_atomic(folder / f"{config.name}.md", bench_markdown(out, metrics))
     return out
+
+
+def _train_test_overlap(dataset: IRDataset, config: BenchConfig) -> int:
+    """Test queries that also have judgments in a split some method trains on."""
+    test = set(dataset.split(config.eval.split))
+    train: set[str] = set()
+    for spec in config.methods:
+        split = spec.train_config(config.seeds[0]).split
+        if split != config.eval.split:
+            train |= set(dataset.split(split))
+    return len(test & train)
 
 
 def bench_markdown(out: dict[str, Any], metrics: list[str]) -> str:
@@ -164,8 +212,41 @@ def bench_markdown(out: dict[str, Any], metrics: list[str]) -> str:
                 continue
             lines.append(f"| {name} | " + " | ".join(
                 f"{e['guards'][g][metrics[0]]['delta']:+.4f} (p={e['guards'][g][metrics[0]]['p_value']:.3g})" for g in guard_names) + " |")
+    lines += ["", "Goals:", ""] + [f"- {g}" for g in bench_goals(out, metrics[0])]
+    timing = out.get("timing") or {}
+    if timing:
+        lines += ["", f"Wall time: {timing['from_scratch_seconds'] / 60:.0f} min from scratch (base evaluation plus every "
+                      f"(method, seed) pair as recorded); this invocation took {timing['elapsed_seconds'] / 60:.0f} min."]
+    if out.get("command"):
+        lines += ["", "Reproduce (from the project root):", "", "```", out["command"], "```"]
+    v = out.get("versions") or {}
+    if v:
+        lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in sorted(v.items())) + "."]
     lines += ["", f"![quality vs training cost]({out['name']}.svg)", ""]
     return "\n".join(lines)
+
+
+def bench_goals(out: dict[str, Any], metric: str, alpha: float = 0.05, lora_gap: float = 0.01,
+                guard_drop: float = 0.01) -> list[str]:
+    """The benchmark's goals, each stated as met or not met with its numbers: every method
+    significantly above base, LoRA within `lora_gap` of full, no guard set dropping by more than
+    `guard_drop`."""
+    methods = {n: e for n, e in out["methods"].items() if n != "base"}
+    lines = []
+    for name, e in methods.items():
+        ok = e["delta"][metric] > 0 and e["p_value"][metric] < alpha
+        lines.append(f"{'met' if ok else 'NOT met'}: {name} above base ({metric} {e['delta'][metric]:+.4f}, "
+                     f"p={e['p_value'][metric]:.3g}, threshold p<{alpha})")
+    if "full" in methods and "lora" in methods:
+        gap = methods["full"]["metrics"][metric]["mean"] - methods["lora"]["metrics"][metric]["mean"]
+        lines.append(f"{'met' if gap <= lora_gap else 'NOT met'}: lora within {lora_gap} of full "
+                     f"(full - lora = {gap:+.4f})")
+    for name, e in methods.items():
+        worst = min(((g, d[metric]["delta"]) for g, d in e["guards"].items()), key=lambda t: t[1], default=None)
+        if worst is not None:
+            lines.append(f"{'met' if worst[1] >= -guard_drop else 'NOT met'}: {name} drops no guard set by more than "
+                         f"{guard_drop} (worst: {worst[0]} {worst[1]:+.4f})")
+    return lines
 
 
 def quality_cost_svg(out: dict[str, Any], metric: str, width: int = 560, height: int = 320) -> str:

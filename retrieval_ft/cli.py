@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -89,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--method", choices=["full", "lora", "hybrid", "query-only"], help="default: full")
     tr.add_argument("--out", required=True, help="artifact folder (checkpoints go to OUT/checkpoints)")
     tr.add_argument("--config", help="YAML with training settings (TrainConfig fields); flags override it")
-    tr.add_argument("--epochs", type=float)
-    tr.add_argument("--lr", type=float, help="learning rate (default 2e-5 full/query-only, 2e-4 lora/hybrid)")
+    tr.add_argument("--epochs", type=float, help="passes over the training pairs (default 1)")
+    tr.add_argument("--lr", type=float, help="learning rate (default: 2e-5 full, 1e-3 lora, 5e-4 hybrid, 1e-4 query-only)")
     tr.add_argument("--batch-size", type=int, help="pairs per step (default 32)")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--max-steps", type=int, help="stop after this many steps")
@@ -123,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run base and every method of a benchmark config with each seed; write "
                                     "NAME.json, NAME.md and a quality-vs-cost NAME.svg into the config's out folder.")
     bn.add_argument("config", help="benchmark config YAML (see eval/configs/)")
+    bn.add_argument("--data", help="benchmark another collection (BEIR layout with train and test judgments) "
+                                   "with the same settings; results are named after its folder")
+    bn.add_argument("--name", help="results name (default: the config's, or the --data folder's)")
+    bn.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
+    bn.add_argument("--out", help="results folder (default: the config's out)")
+    bn.add_argument("--work", help="folder for tuned models and finished (method, seed) records (default: the config's work)")
 
     cp = sub.add_parser("compare", help="compare two result files: deltas, significance, per-query losses",
                         description="Compare a baseline and a candidate result (from evaluate, or the base/tuned "
@@ -268,8 +275,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
     from .config import load_bench_config
 
-    config = load_bench_config(args.config)
-    out = run_bench(config)
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}.") from None
+    config = load_bench_config(args.config, {"data": args.data, "name": args.name, "seeds": seeds,
+                                             "out": args.out, "work": args.work})
+    command = " ".join(["retrieval-ft bench", shlex.quote(args.config)] + [
+        f"--{k} {shlex.quote(str(v))}" for k, v in (("data", args.data), ("name", args.name), ("seeds", args.seeds),
+                                                     ("out", args.out), ("work", args.work)) if v])
+    out = run_bench(config, command)
     first = config.eval.metrics[0]
     for name, entry in out["methods"].items():
         stats = entry["metrics"][first]

@@ -267,19 +267,24 @@ class HardNegatives:
             raise ConfigError(f"hard_negatives.relative_margin must be in [0, 1), got {self.relative_margin!r}.")
 
 
-DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 2e-4, Method.HYBRID: 2e-4, Method.QUERY_ONLY: 1e-4}
+# Defaults chosen on SciFact dev NDCG@10 (eval/sweep.py; figures in eval/results/scifact-sweep.md).
+DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 1e-3, Method.HYBRID: 5e-4, Method.QUERY_ONLY: 1e-4}
+DEFAULT_EPOCHS = {Method.FULL: 1.0, Method.LORA: 1.0, Method.HYBRID: 1.0, Method.QUERY_ONLY: 1.0}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     method: Method = Method.FULL
-    epochs: float = 1.0
-    lr: float | None = None  # None: 2e-5 for full, 10x that for LoRA and hybrid, 1e-4 for query-only
+    epochs: float | None = None  # None: the method's default (DEFAULT_EPOCHS)
+    lr: float | None = None  # None: the method's default (DEFAULT_LR)
     batch_size: int = 32
     seed: int = 42
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    # tokens per text while training (and in dev evaluations); None keeps the model's own limit.
+    # The saved model keeps the model's limit for encoding.
+    max_seq_length: int | None = None
     split: str = "train"
     min_grade: int = 1  # judgments at or above this grade make training pairs
     # model selection: the "dev" split when the dataset has one, else this share of train queries
@@ -301,9 +306,10 @@ class TrainConfig:
         _enum(self, "loss", Loss)
         for name in ("batch_size", "max_dev_queries", "dev_corpus_size", "evals_per_epoch", "mini_batch_size", "min_grade"):
             _positive(self, name)
-        if self.max_steps is not None:
-            _positive(self, "max_steps")
-        if self.epochs <= 0:
+        for name in ("max_steps", "max_seq_length"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+        if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs!r}.")
         if self.lr is not None and not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr!r}.")
@@ -317,6 +323,10 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    @property
+    def num_epochs(self) -> float:
+        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS[self.method]
 
     @property
     def mines_negatives(self) -> bool:
@@ -511,6 +521,9 @@ class BenchConfig:
     data: str
     methods: tuple[BenchMethod, ...]
     seeds: tuple[int, ...] = (42, 43, 44)
+    # TrainConfig fields given to every method (a method's own `train` wins), e.g. the training
+    # sequence length: cost settings that should be the same for every contender
+    train: dict[str, Any] = field(default_factory=dict)
     eval: EvalConfig = field(default_factory=EvalConfig)
     guards: tuple[GuardSet, ...] = ()
     out: str = "eval/results"
@@ -526,11 +539,19 @@ class BenchConfig:
             raise ConfigError("seeds: give at least one seed.")
 
 
-def load_bench_config(path: str) -> BenchConfig:
-    """Read a benchmark config YAML; paths are relative to it."""
+def load_bench_config(path: str, overrides: dict[str, Any] | None = None) -> BenchConfig:
+    """Read a benchmark config YAML; paths in it are relative to it. `overrides` (from the command
+    line: data, name, seeds, out, work) replace its values; their paths are taken as given."""
     import os
 
     values = load_yaml(path)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "data" in overrides and "name" not in overrides and overrides["data"] not in GENERATED_DATA:
+        # another collection: its results get its own name instead of overwriting the config's
+        overrides["name"] = os.path.basename(os.path.normpath(overrides["data"]))
+    for key in ("data", "out", "work"):
+        if isinstance(overrides.get(key), str) and not (key == "data" and overrides[key] in GENERATED_DATA):
+            overrides[key] = os.path.abspath(overrides[key])
     base = os.path.dirname(os.path.abspath(path))
 
     def rel(p: Any) -> Any:
@@ -543,9 +564,17 @@ def load_bench_config(path: str) -> BenchConfig:
         values["model"] = rel(values["model"])
     values["guards"] = [from_dict(GuardSet, {**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g,
                                   f"guards[{i}]") for i, g in enumerate(values.get("guards") or [])]
+    values.update(overrides)
+    common = values.get("train") or {}
+    if not isinstance(common, dict):
+        raise ConfigError(f"{path}: train: expected a mapping of TrainConfig fields, got {type(common).__name__}.")
+    from_dict(TrainConfig, common, "train")  # unknown or bad fields are named here
     methods = values.get("methods")
     if isinstance(methods, dict):  # {name: {method: lora, train: {...}}}
-        values["methods"] = [from_dict(BenchMethod, {"name": n, **(m or {})}, f"methods.{n}") for n, m in methods.items()]
+        values["methods"] = [
+            from_dict(BenchMethod, {"name": n, **(m or {}), "train": {**common, **((m or {}).get("train") or {})}},
+                      f"methods.{n}")
+            for n, m in methods.items()]
     try:
         return from_dict(BenchConfig, values)
     except ConfigError as exc:

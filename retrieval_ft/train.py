@@ -10,6 +10,7 @@ saying what made it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -203,11 +204,33 @@ def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bo
 
 
 # -- the training run ---------------------------------------------------------------------------
+_STATUS = Path("/proc/self/status")
+
+
+def _reset_peak_memory() -> None:
+    """Start a new peak-memory window, so that a second training in the same process (bench) reports
+    its own peak: on Linux, writing 5 to clear_refs resets the resident high-water mark (VmHWM)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    # not Linux, or not allowed: the process-wide peak (ru_maxrss) is reported instead
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def _peak_memory_mb() -> float:
+    """Peak memory since `_reset_peak_memory`: CUDA allocations on a GPU, else resident memory."""
     import torch
 
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
@@ -395,6 +418,9 @@ def finetune(
         prompts = {c: (base.query_prompt if c == "anchor" else base.document_prompt) for c in rows}
         prompts = {c: p for c, p in prompts.items() if p} or None
         sampler = BatchSamplers.NO_DUPLICATES
+    base_length = train_model.max_seq_length
+    if config.max_seq_length is not None:
+        train_model.max_seq_length = config.max_seq_length
     train_set = training_set(rows)
     if sampler == BatchSamplers.NO_DUPLICATES and n_pages:
         # hash each row once instead of re-decoding pages at every duplicate check
@@ -404,12 +430,12 @@ def finetune(
 
     trainable, total = parameter_counts(train_model)
     steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))
-    total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+    total_steps = config.max_steps or math.ceil(steps_per_epoch * config.num_epochs)
     eval_steps = max(1, min(total_steps, steps_per_epoch // config.evals_per_epoch or 1))
     show = encode.progress if encode.progress is not None else sys.stderr.isatty()
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
-        num_train_epochs=config.epochs,
+        num_train_epochs=config.num_epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -442,6 +468,7 @@ def finetune(
     trainer.add_callback(_log_callback())
     logger.info("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                 config.method.value, len(train_set), total_steps, tdata.dev_source, trainable, total)
+    _reset_peak_memory()
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(last) if (resume and last is not None) else None)
     train_seconds = time.perf_counter() - start
@@ -450,6 +477,8 @@ def finetune(
     history = _dev_history(trainer, evaluator)
     best = max((h[DEV_METRIC] for h in history), default=None)
     final = trainer.model
+    if config.max_seq_length is not None:
+        final.max_seq_length = base_length  # the training limit does not travel into the artifact
     if config.method is Method.QUERY_ONLY:
         final = query_document_model(final, document_model)
         kind = ArtifactKind.QUERY_ONLY
@@ -466,6 +495,7 @@ def finetune(
                  "dev_corpus_size": len(dev_docs)},
         "config": to_dict(config),
         "learning_rate": config.learning_rate,
+        "epochs": config.num_epochs,
         "encode": {k: v for k, v in base.settings().items() if k != "max_seq_length"},
         "max_seq_length": base.model.max_seq_length,
         "steps": trainer.state.global_step,

@@ -60,6 +60,14 @@ def test_bench_writes_json_markdown_and_plot(tmp_path: Path, tiny_model_path: Pa
     config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.02"))
     with pytest.raises(AssertionError, match="trained again"):
         main(["bench", str(config)])
+    # and checkpoints left by other settings are not resumed: the pair starts again
+    monkeypatch.undo()
+    stale = tmp_path / "work" / "tiny" / "lora-1" / "checkpoints" / "checkpoint-1"
+    stale.mkdir(parents=True, exist_ok=True)
+    (stale / "trainer_state.json").write_text("{}")
+    (tmp_path / "work" / "tiny" / "lora-1.pending").write_text("the key of other settings")
+    assert main(["bench", str(config)]) == 0
+    assert not list((tmp_path / "work" / "tiny").glob("*.pending"))
 
 
 def test_bench_config_is_checked(tmp_path: Path, tiny_model_path: Path):
@@ -74,3 +82,65 @@ def test_bench_config_is_checked(tmp_path: Path, tiny_model_path: Path):
 def test_shipped_benchmark_config_loads():
     config = load_bench_config(str(Path(__file__).resolve().parents[1] / "eval" / "configs" / "scifact.yaml"))
     assert [m.name for m in config.methods] == ["full", "lora", "hybrid", "query-only"] and config.seeds == (42, 43, 44)
+    # the shared cost settings reach every method; the methods keep their own defaults otherwise
+    assert all(m.train_config(42).max_seq_length == 128 for m in config.methods)
+    assert {m.name: m.train_config(42).lr for m in config.methods} == dict.fromkeys(["full", "lora", "hybrid", "query-only"])
+
+
+def test_common_train_settings_yield_to_a_methods_own(tmp_path: Path, tiny_model_path: Path):
+    config = _config(tmp_path, tiny_model_path, "  a: {method: full}\n  b: {method: lora, train: {epochs: 2}}\n")
+    config.write_text(config.read_text() + "train: {epochs: 3, max_seq_length: 64}\n")
+    a, b = load_bench_config(str(config)).methods
+    assert (a.train_config(1).epochs, b.train_config(1).epochs) == (3, 2) and b.train_config(1).max_seq_length == 64
+    config.write_text(config.read_text() + "train: {epoch: 3}\n")
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        load_bench_config(str(config))
+
+
+def test_bench_runs_on_another_collection_from_the_command_line(tmp_path: Path, tiny_model_path: Path, capsys):
+    """`--data` points the same config at another collection; its results take that folder's name,
+    the config's guard set stays, and the Markdown names the command and states each goal."""
+    fast = "{max_steps: 1, batch_size: 8, lr: 0.01, warmup_ratio: 0.0}"
+    config = _config(tmp_path, tiny_model_path, f"  full: {{method: full, train: {fast}}}\n"
+                                                f"  lora: {{method: lora, train: {fast}}}\n")
+    other = tmp_path / "other-collection"
+    write_beir(other, n_docs=40, seed=5)
+    assert main(["bench", str(config), "--data", str(other), "--seeds", "3", "--out", str(tmp_path / "o")]) == 0
+    out = json.loads((tmp_path / "o" / "other-collection.json").read_text())
+    assert out["config"]["data"] == str(other) and out["config"]["seeds"] == [3]
+    assert out["data"]["documents"] == 40 and out["data"]["train_test_overlap"] == 0
+    assert out["methods"]["full"]["metrics"]["ndcg@10"]["per_seed"] and "topics" in out["methods"]["full"]["guards"]
+    assert out["timing"]["from_scratch_seconds"] > 0
+    md = (tmp_path / "o" / "other-collection.md").read_text()
+    assert f"retrieval-ft bench {config} --data {other} --seeds 3" in md
+    assert "lora within 0.01 of full" in md and md.count("above base") == 2
+    assert not (tmp_path / "results" / "tiny.json").exists()  # the config's own results are untouched
+
+
+def test_bench_refuses_a_collection_without_a_train_split_before_any_work(tmp_path: Path, tiny_model_path: Path,
+                                                                          capsys):
+    config = _config(tmp_path, tiny_model_path, "  full: {method: full}\n")
+    other = tmp_path / "test-only"
+    write_beir(other, n_docs=30, seed=5)
+    (other / "qrels" / "train.tsv").unlink()
+    assert main(["bench", str(config), "--data", str(other)]) == 2
+    assert f"{other}: no 'train' split" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()  # nothing was evaluated or trained
+    config.write_text(config.read_text().replace("{method: full}", "{method: full, train: {split: test}}"))
+    assert main(["bench", str(config)]) == 2
+    assert "methods.full: trains on split 'test', the split it is scored on" in capsys.readouterr().err
+
+
+def test_bench_goals_state_what_is_not_met():
+    from retrieval_ft.bench import bench_goals
+
+    def method(mean: float, delta: float, p: float, guard: float) -> dict:
+        return {"metrics": {"ndcg@10": {"mean": mean}}, "delta": {"ndcg@10": delta}, "p_value": {"ndcg@10": p},
+                "guards": {"g": {"ndcg@10": {"delta": guard}}}}
+
+    out = {"methods": {"base": {}, "full": method(0.70, 0.05, 0.001, 0.0), "lora": method(0.68, 0.03, 0.2, -0.02)}}
+    goals = bench_goals(out, "ndcg@10")
+    assert goals[0].startswith("met: full above base")
+    assert goals[1].startswith("NOT met: lora above base") and "p=0.2" in goals[1]
+    assert goals[2].startswith("NOT met: lora within 0.01 of full") and "+0.0200" in goals[2]
+    assert goals[3].startswith("met: full drops no guard") and goals[4].startswith("NOT met: lora drops no guard")

@@ -188,7 +188,13 @@ def test_config_rejects_inconsistent_settings():
         TrainConfig(method="lora", full_modules=("encoder.layer.1",))
     with pytest.raises(ConfigError, match="method: 'qlora' is not one of"):
         TrainConfig(method="qlora")
-    assert TrainConfig(method="lora").learning_rate == pytest.approx(10 * TrainConfig().learning_rate)
+    # method defaults apply only where a value is not given
+    from retrieval_ft.config import DEFAULT_EPOCHS, DEFAULT_LR, Method
+
+    for m in Method:
+        assert TrainConfig(method=m).learning_rate == DEFAULT_LR[m] and TrainConfig(method=m).num_epochs == DEFAULT_EPOCHS[m]
+        assert TrainConfig(method=m, lr=3e-6, epochs=0.5).learning_rate == 3e-6
+        assert TrainConfig(method=m, lr=3e-6, epochs=0.5).num_epochs == 0.5
     assert HardNegatives(num=2).num == 2
 
 
@@ -240,3 +246,36 @@ def test_pair_file_errors_name_the_line(tiny_model_path, tmp_path, capsys):
     bad.write_text('{"question": "a", "positive": "b"}\n')
     assert main(["train", "--model", str(tiny_model_path), "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "pairs.jsonl:1: missing column 'anchor'" in capsys.readouterr().err
+
+
+def test_training_length_limit_stays_out_of_the_artifact(tiny_model_path, data_dir, tmp_path):
+    """max_seq_length truncates texts while training only: the saved model encodes with its own limit."""
+    base_limit = Encoder(str(tiny_model_path), ENC).model.max_seq_length
+    seen: list[int] = []
+
+    from transformers import TrainerCallback
+
+    class Spy(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            seen.append(model.max_seq_length)
+
+    run = finetune(str(tiny_model_path), data_dir, TrainConfig(max_seq_length=6, lr=5e-3, **FAST), tmp_path / "t",
+                   encode=ENC, callbacks=[Spy()])
+    assert seen and set(seen) == {6} and base_limit != 6
+    assert Encoder(str(run.artifact), ENC).model.max_seq_length == base_limit
+    assert run.stamp["config"]["max_seq_length"] == 6 and run.stamp["max_seq_length"] == base_limit
+    with pytest.raises(ConfigError, match="max_seq_length"):
+        TrainConfig(max_seq_length=0)
+
+
+def test_peak_memory_is_measured_per_training_run():
+    """A second run in the same process (bench) reports its own peak, not the process's largest so far."""
+    from retrieval_ft.train import _peak_memory_mb, _reset_peak_memory
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs")
+    block = np.ones(400 * 2**20 // 8)  # 400 MB, touched
+    high = _peak_memory_mb()
+    del block
+    _reset_peak_memory()
+    assert _peak_memory_mb() < high - 300
