@@ -144,3 +144,16 @@ def test_bench_goals_state_what_is_not_met():
     assert goals[1].startswith("NOT met: lora above base") and "p=0.2" in goals[1]
     assert goals[2].startswith("NOT met: lora within 0.01 of full") and "+0.0200" in goals[2]
     assert goals[3].startswith("met: full drops no guard") and goals[4].startswith("NOT met: lora drops no guard")
+
+
+def test_from_scratch_time_adds_back_encoding_found_in_the_cache():
+    from retrieval_ft.bench import _timing
+
+    pairs = [{"pair": "full-1", "wall": 300.0, "reencodes": True, "cached": False, "encode": 200.0},
+             {"pair": "full-2", "wall": 120.0, "reencodes": True, "cached": True, "encode": 0.0},
+             {"pair": "lora-1", "wall": 340.0, "reencodes": True, "cached": False, "encode": 220.0},
+             {"pair": "query-only-1", "wall": 20.0, "reencodes": False, "cached": True, "encode": 0.0}]
+    t = _timing(900.0, 10.0, True, pairs)
+    assert t["cached"] == ["full-2", "base"] and t["encode_seconds_added"] == 420.0
+    assert t["from_scratch_seconds"] == 10.0 + 780.0 + 420.0 and t["elapsed_seconds"] == 900.0
+    assert _timing(1.0, 1.0, False, pairs[:1])["cached"] == []
