@@ -546,7 +546,7 @@ def load_bench_config(path: str, overrides: dict[str, Any] | None = None) -> Ben
 
     values = load_yaml(path)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if "data" in overrides and "name" not in overrides and overrides["data"] not in GENERATED_DATA:
+    if "data" in overrides and "name" not in overrides:
         # another collection: its results get its own name instead of overwriting the config's
         overrides["name"] = os.path.basename(os.path.normpath(overrides["data"]))
     for key in ("data", "out", "work"):

@@ -157,3 +157,11 @@ def test_from_scratch_time_adds_back_encoding_found_in_the_cache():
     assert t["cached"] == ["full-2", "base"] and t["encode_seconds_added"] == 420.0
     assert t["from_scratch_seconds"] == 10.0 + 780.0 + 420.0 and t["elapsed_seconds"] == 900.0
     assert _timing(1.0, 1.0, False, pairs[:1])["cached"] == []
+
+
+def test_data_override_names_the_results_after_the_collection(tmp_path: Path, tiny_model_path: Path):
+    config = _config(tmp_path, tiny_model_path, "  full: {method: full}\n")
+    assert load_bench_config(str(config), {"data": "demo"}).name == "demo"
+    assert load_bench_config(str(config), {"data": str(tmp_path / "nfcorpus") + "/"}).name == "nfcorpus"
+    assert load_bench_config(str(config), {"data": "demo", "name": "mine"}).name == "mine"
+    assert load_bench_config(str(config), {"data": None}).name == "tiny"
