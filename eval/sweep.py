@@ -48,7 +48,8 @@ def main() -> None:
     dataset = load_dataset(args.data)
     guards = {g.split("=", 1)[0]: load_dataset(g.split("=", 1)[1]) for g in args.guard}
     scored = EvalConfig(metrics=("ndcg@10",))
-    base_guards = {n: evaluate(Encoder(args.model), d, scored).metrics["ndcg@10"] for n, d in guards.items()}
+    base = Encoder(args.model) if guards else None
+    base_guards = {n: evaluate(base, d, scored).metrics["ndcg@10"] for n, d in guards.items()}
     for name, fields in json.loads(args.variants).items():
         folder = Path(args.work) / name
         shutil.rmtree(folder, ignore_errors=True)

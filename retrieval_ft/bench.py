@@ -107,19 +107,25 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
     config = replace(config, data=str(data_path), model=model)
     dataset = load_dataset(data_path)
     dataset.split(config.eval.split)  # fail now, not after the base evaluation, if a split is missing
+    train_splits = set()
     for spec in config.methods:
-        if spec.train_config(config.seeds[0]).split == config.eval.split:
+        train_config = spec.train_config(config.seeds[0])
+        if train_config.split == config.eval.split:
             raise ConfigError(f"methods.{spec.name}: trains on split {config.eval.split!r}, the split it is scored on; "
                               "train on another split (train.split) or score another (eval.split).")
-        training_data(dataset, spec.train_config(config.seeds[0]))
+        training_data(dataset, train_config)
+        train_splits.add(train_config.split)
     guards = {}
     for g in config.guards:
         if Path(g.data).resolve() == Path(data_path).resolve():
             logger.warning("bench %s: guard set %r is the benchmark's own collection; left out.", config.name, g.name)
             continue
-        guards[g.name] = (load_dataset(g.data), g.split)
-        guards[g.name][0].split(g.split)
-    overlap = _train_test_overlap(dataset, config)
+        guard = load_dataset(g.data)
+        guard.split(g.split)
+        guards[g.name] = (guard, g.split)
+    # test queries that also have judgments in a split some method trains on
+    test_queries = set(dataset.split(config.eval.split))
+    overlap = len(test_queries & set().union(*(dataset.split(s) for s in train_splits)))
     if overlap:
         logger.warning("bench %s: %d test queries also have training judgments; their test figures are not "
                        "held-out.", config.name, overlap)
@@ -151,6 +157,8 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
                           "cached": any(r.cache.get("hit") for r in evaluated),
                           "encode": sum(r.timings.get("encode_corpus", 0.0) for r in evaluated)})
         main = compare(base, _seed_mean(runs, base), cmp).metrics
+        # re-index cost: seconds to re-encode the collection, over the seeds that did (not from the cache)
+        cold = [c["reencode_seconds"] for c, r in zip(costs, runs, strict=True) if not r.cache.get("hit")]
         entry: dict[str, Any] = {
             "method": spec.method.value, "train": spec.train,
             "metrics": {m: _summary([r.metrics[m] for r in runs]) for m in metrics},
@@ -164,9 +172,7 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
                 "trainable_params": costs[0]["trainable_params"],
                 "artifact_bytes": costs[0]["artifact_bytes"],
                 "documents_reencoded": 0 if spec.method is Method.QUERY_ONLY else len(dataset.corpus),
-                # re-index cost: seconds to re-encode the collection, over the seeds that did (not from the cache)
-                "reencode_seconds": (statistics.fmean(cold) if (cold := [c["reencode_seconds"] for c, r in zip(costs, runs, strict=True)
-                                                                          if not r.cache.get("hit")]) else None),
+                "reencode_seconds": statistics.fmean(cold) if cold else None,
             },
         }
         for n, results in guard_runs.items():
@@ -194,17 +200,6 @@ def _timing(elapsed: float, base_seconds: float, base_cached: bool, pairs: list[
     total = base_seconds + sum(p["wall"] for p in pairs) + fill * len(filled)
     return {"elapsed_seconds": elapsed, "from_scratch_seconds": total, "base_seconds": base_seconds,
             "cached": filled, "encode_seconds_added": fill * len(filled) if cold else None}
-
-
-def _train_test_overlap(dataset: IRDataset, config: BenchConfig) -> int:
-    """Test queries that also have judgments in a split some method trains on."""
-    test = set(dataset.split(config.eval.split))
-    train: set[str] = set()
-    for spec in config.methods:
-        split = spec.train_config(config.seeds[0]).split
-        if split != config.eval.split:
-            train |= set(dataset.split(split))
-    return len(test & train)
 
 
 def bench_markdown(out: dict[str, Any], metrics: list[str]) -> str:

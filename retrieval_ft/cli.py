@@ -281,11 +281,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}.") from None
-    config = load_bench_config(args.config, {"data": args.data, "name": args.name, "seeds": seeds,
-                                             "out": args.out, "work": args.work})
-    command = " ".join(["retrieval-ft bench", shlex.quote(args.config)] + [
-        f"--{k} {shlex.quote(str(v))}" for k, v in (("data", args.data), ("name", args.name), ("seeds", args.seeds),
-                                                     ("out", args.out), ("work", args.work)) if v])
+    given = {k: getattr(args, k) for k in ("data", "name", "seeds", "out", "work")}
+    config = load_bench_config(args.config, {**given, "seeds": seeds})
+    command = " ".join(["retrieval-ft bench", shlex.quote(args.config)]
+                       + [f"--{k} {shlex.quote(str(v))}" for k, v in given.items() if v])
     out = run_bench(config, command)
     first = config.eval.metrics[0]
     for name, entry in out["methods"].items():

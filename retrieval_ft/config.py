@@ -269,13 +269,12 @@ class HardNegatives:
 
 # Defaults chosen on SciFact dev NDCG@10 (eval/sweep.py; figures in eval/results/scifact-sweep.md).
 DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 1e-3, Method.HYBRID: 5e-4, Method.QUERY_ONLY: 1e-4}
-DEFAULT_EPOCHS = {Method.FULL: 1.0, Method.LORA: 1.0, Method.HYBRID: 1.0, Method.QUERY_ONLY: 1.0}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     method: Method = Method.FULL
-    epochs: float | None = None  # None: the method's default (DEFAULT_EPOCHS)
+    epochs: float = 1.0
     lr: float | None = None  # None: the method's default (DEFAULT_LR)
     batch_size: int = 32
     seed: int = 42
@@ -309,7 +308,7 @@ class TrainConfig:
         for name in ("max_steps", "max_seq_length"):
             if getattr(self, name) is not None:
                 _positive(self, name)
-        if self.epochs is not None and self.epochs <= 0:
+        if self.epochs <= 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs!r}.")
         if self.lr is not None and not 0 < self.lr < 1:
             raise ConfigError(f"lr must be in (0, 1), got {self.lr!r}.")
@@ -323,10 +322,6 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
-
-    @property
-    def num_epochs(self) -> float:
-        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS[self.method]
 
     @property
     def mines_negatives(self) -> bool:

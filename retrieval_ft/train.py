@@ -204,9 +204,6 @@ def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bo
 
 
 # -- the training run ---------------------------------------------------------------------------
-_STATUS = Path("/proc/self/status")
-
-
 def _reset_peak_memory() -> None:
     """Start a new peak-memory window, so that a second training in the same process (bench) reports
     its own peak: on Linux, writing 5 to clear_refs resets the resident high-water mark (VmHWM)."""
@@ -226,7 +223,7 @@ def _peak_memory_mb() -> float:
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         return torch.cuda.max_memory_allocated() / 2**20
     try:
-        for line in _STATUS.read_text().splitlines():
+        for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
@@ -430,12 +427,12 @@ def finetune(
 
     trainable, total = parameter_counts(train_model)
     steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))
-    total_steps = config.max_steps or math.ceil(steps_per_epoch * config.num_epochs)
+    total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
     eval_steps = max(1, min(total_steps, steps_per_epoch // config.evals_per_epoch or 1))
     show = encode.progress if encode.progress is not None else sys.stderr.isatty()
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
-        num_train_epochs=config.num_epochs,
+        num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -495,7 +492,6 @@ def finetune(
                  "dev_corpus_size": len(dev_docs)},
         "config": to_dict(config),
         "learning_rate": config.learning_rate,
-        "epochs": config.num_epochs,
         "encode": {k: v for k, v in base.settings().items() if k != "max_seq_length"},
         "max_seq_length": base.model.max_seq_length,
         "steps": trainer.state.global_step,
