@@ -36,9 +36,11 @@ class ImageCheck(str, enum.Enum):
 
 
 class IndexKind(str, enum.Enum):
-    FLAT = "flat"  # exact search (default)
+    AUTO = "auto"  # exact up to IndexConfig.exact_max_docs documents, IVF beyond (default)
+    FLAT = "flat"  # exact search
     HNSW = "hnsw"  # graph-based approximate search
     IVF = "ivf"  # inverted lists over k-means cells, approximate
+    IVFPQ = "ivfpq"  # IVF over product-quantised codes: pq_m bytes a vector, for corpora that outgrow memory
 
 
 @dataclass(frozen=True)
@@ -64,19 +66,30 @@ class EncodeConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    kind: IndexKind = IndexKind.FLAT
+    kind: IndexKind = IndexKind.AUTO
+    # auto: exact search up to this many documents (measured in eval/bench/index.py: ~XX ms a query
+    # at this size on 2 cores), IVF beyond
+    exact_max_docs: int = 100_000
+    # approximate kinds: search parameters left unset are raised until recall@10 against exact
+    # search reaches this, on a sample of the corpus used as queries (reported in the sidecar)
+    target_recall: float = 0.98
+    calibration_queries: int = 500
     hnsw_m: int = 32  # graph degree
     hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int | None = None  # None: calibrated
     ivf_nlist: int | None = None  # None: about 4 * sqrt(n_docs)
-    ivf_nprobe: int = 16
+    ivf_nprobe: int | None = None  # None: calibrated
+    pq_m: int | None = None  # ivfpq bytes per vector; None: the largest divisor of dim up to dim / 4
 
     def __post_init__(self) -> None:
         _enum(self, "kind", IndexKind)
-        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe"):
+        for name in ("exact_max_docs", "calibration_queries", "hnsw_m", "hnsw_ef_construction"):
             _positive(self, name)
-        if self.ivf_nlist is not None:
-            _positive(self, "ivf_nlist")
+        for name in ("hnsw_ef_search", "ivf_nlist", "ivf_nprobe", "pq_m"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+        if not 0 < self.target_recall <= 1:
+            raise ConfigError(f"target_recall: {self.target_recall!r} must be in (0, 1], e.g. 0.98.")
 
 
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100")

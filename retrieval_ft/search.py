@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .config import EncodeConfig, IndexConfig, Similarity
 from .data import IRDataset
 from .encode import CorpusEmbeddings, Encoder
@@ -47,8 +49,10 @@ class Retriever:
 
     @classmethod
     def from_embeddings(cls, encoder: Encoder, embeddings: CorpusEmbeddings,
-                        index_config: IndexConfig | None = None) -> Retriever:
-        index = build_index(embeddings.vectors, embeddings.ids, encoder.similarity, index_config, encoder.describe())
+                        index_config: IndexConfig | None = None, *, queries: np.ndarray | None = None) -> Retriever:
+        """`queries` (n, dim), when given, calibrate an approximate index (see `build_index`)."""
+        index = build_index(embeddings.vectors, embeddings.ids, encoder.similarity, index_config, encoder.describe(),
+                            queries=queries)
         return cls(encoder, index)
 
     @classmethod

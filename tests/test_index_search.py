@@ -49,15 +49,67 @@ def test_euclidean_scores_are_negative_squared_distances():
         np.testing.assert_allclose([-s for _, s in row], np.sort(d2[q])[:5], rtol=1e-4)
 
 
-@pytest.mark.parametrize(("kind", "min_recall"), [(IndexKind.HNSW, 0.95), (IndexKind.IVF, 0.8)])
-def test_approximate_indexes_recall(kind: IndexKind, min_recall: float):
-    both = _clustered(3050, seed=3)
+def _recall(approx: list, exact: list) -> float:
+    return float(np.mean([len({d for d, _ in a} & {d for d, _ in e}) / 10 for a, e in zip(approx, exact, strict=True)]))
+
+
+@pytest.mark.parametrize("kind", [IndexKind.HNSW, IndexKind.IVF])
+def test_approximate_indexes_are_calibrated_to_the_target_recall(kind: IndexKind, tmp_path: Path):
+    both = _clustered(3100, seed=3)
     docs, queries = both[:3000], both[3000:]
     ids = [str(i) for i in range(3000)]
     exact = build_index(docs, ids, Similarity.COSINE).search(queries, 10)
-    approx = build_index(docs, ids, Similarity.COSINE, IndexConfig(kind=kind)).search(queries, 10)
-    found = [len({d for d, _ in a} & {d for d, _ in e}) / 10 for a, e in zip(approx, exact, strict=True)]
-    assert np.mean(found) >= min_recall
+    approx = build_index(docs, ids, Similarity.COSINE, IndexConfig(kind=kind, target_recall=0.98))
+    calibration = approx.meta["calibration"]
+    assert calibration["reached"] and calibration["recall@10"] >= 0.98
+    # the smallest value that reaches the target: one less was measured and missed it
+    curve = dict(calibration["curve"])
+    value = calibration["value"]
+    assert approx.meta["params"][calibration["param"]] == value
+    assert min(curve) == value or curve[value - 1] < 0.98
+    # calibrated on corpus rows, held-out queries land a little lower; calibrated on queries like
+    # them, they reach the target
+    assert _recall(approx.search(queries[50:], 10), exact[50:]) >= 0.9
+    on_queries = build_index(docs, ids, Similarity.COSINE, IndexConfig(kind=kind), queries=queries[:50])
+    assert on_queries.meta["calibration"]["queries_from"] == "queries"
+    assert on_queries.meta["calibration"]["queries"] == 50
+    assert _recall(on_queries.search(queries[50:], 10), exact[50:]) >= 0.95
+    # the chosen setting survives a save and load
+    approx.save(tmp_path / "idx")
+    loaded = VectorIndex.load(tmp_path / "idx")
+    assert loaded.meta["calibration"] == calibration
+    assert loaded.search(queries, 10) == approx.search(queries, 10)
+
+
+def test_a_fixed_search_parameter_is_kept_and_its_recall_reported():
+    docs = _clustered(2000, seed=5)
+    index = build_index(docs, [str(i) for i in range(2000)], Similarity.COSINE, IndexConfig(kind="ivf", ivf_nprobe=1))
+    calibration = index.meta["calibration"]
+    assert (index.index.nprobe, calibration["value"], calibration["fixed"]) == (1, 1, True)
+    assert calibration["curve"] == [[1, calibration["recall@10"]]]
+
+
+def test_auto_is_exact_for_small_corpora_and_ivf_beyond(caplog: pytest.LogCaptureFixture):
+    docs = _clustered(2000, seed=6)
+    ids = [str(i) for i in range(2000)]
+    small = build_index(docs, ids, Similarity.COSINE)
+    assert small.meta["kind"] == "flat" and "calibration" not in small.meta
+    assert small.meta["chosen"] == "auto: 2,000 documents <= exact_max_docs 100,000"
+    large = build_index(docs, ids, Similarity.COSINE, IndexConfig(exact_max_docs=500))
+    assert large.meta["kind"] == "ivf" and large.meta["calibration"]["reached"]
+    assert large.meta["chosen"] == "auto: 2,000 documents > exact_max_docs 500"
+
+
+def test_ivfpq_reports_the_recall_its_codes_allow(caplog: pytest.LogCaptureFixture):
+    docs = _clustered(3000, seed=7)
+    with caplog.at_level("WARNING"):
+        index = build_index(docs, [str(i) for i in range(3000)], Similarity.COSINE, IndexConfig(kind="ivfpq", pq_m=4))
+    calibration = index.meta["calibration"]
+    assert index.meta["params"]["pq_m"] == 4 and index.index.pq.M == 4
+    if not calibration["reached"]:
+        assert "reaches only" in caplog.text
+        # stopped at a plateau, not at an exhaustive search of every cell
+        assert calibration["value"] < index.meta["params"]["nlist"]
 
 
 def test_save_load_roundtrip_and_fingerprint_check(tmp_path: Path):

@@ -62,7 +62,7 @@ def test_config_from_dict_checks_keys_types_and_values():
     assert to_dict(cfg)["index"]["kind"] == "hnsw"
     with pytest.raises(ConfigError, match=r"unknown key 'encode.batchsize'. Did you mean 'batch_size'"):
         from_dict(EvalConfig, {"encode": {"batchsize": 8}})
-    with pytest.raises(ConfigError, match=r"index.kind: 'annoy' is not one of 'flat', 'hnsw', 'ivf'"):
+    with pytest.raises(ConfigError, match=r"index.kind: 'annoy' is not one of 'auto', 'flat', 'hnsw', 'ivf', 'ivfpq'"):
         from_dict(EvalConfig, {"index": {"kind": "annoy"}})
     with pytest.raises(ConfigError, match=r"k: expected int, got str"):
         from_dict(EvalConfig, {"k": "many"})
