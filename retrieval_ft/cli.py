@@ -29,6 +29,7 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--similarity", choices=["cosine", "dot", "euclidean"],
                    help="scoring function (default: the model's own, usually cosine)")
     g.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    _add_precision_arg(g)
     g.add_argument("--no-cache", action="store_true", help="always re-encode the corpus")
     g.add_argument("--cache-dir", help="where corpus embeddings are cached (default ~/.cache/retrieval-ft/embeddings)")
     g.add_argument("--trust-remote-code", action="store_true",
@@ -36,6 +37,12 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-pickle", action="store_true",
                    help="load pickle-based weights (.bin/.pt); they can run code when loaded (off by default)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_precision_arg(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="compute type (default auto: bf16 autocast where the CPU/GPU computes it natively, "
+                        "fp16 on CUDA without bf16, else fp32; $RETRIEVAL_FT_PRECISION overrides auto)")
 
 
 def _add_output_args(p: argparse.ArgumentParser, what: str, md_note: str) -> None:
@@ -105,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--doc-prompt")
     g.add_argument("--max-seq-length", type=int)
     g.add_argument("--device")
+    _add_precision_arg(g)
     g.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code (off by default)")
     g.add_argument("--allow-pickle", action="store_true", help="load pickle-based weights (off by default)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -182,6 +190,7 @@ def _encode_config(args: argparse.Namespace):  # -> EncodeConfig
         "progress": False if args.no_progress else None,
         "trust_remote_code": args.trust_remote_code,
         "allow_pickle": args.allow_pickle,
+        "precision": args.precision or "auto",
     }
     return from_dict(EncodeConfig, values)
 
@@ -218,7 +227,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     values = load_yaml(args.config) if args.config else {}
     flags = {"method": args.method, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-             "seed": args.seed, "max_steps": args.max_steps}
+             "seed": args.seed, "max_steps": args.max_steps, "precision": args.precision}
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.hard_negatives is not None:
         values["hard_negatives"] = {**values.get("hard_negatives", {}), "enabled": args.hard_negatives > 0,
@@ -227,7 +236,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     encode = from_dict(EncodeConfig, {"query_prompt": args.query_prompt, "document_prompt": args.doc_prompt,
                                       "max_seq_length": args.max_seq_length, "device": args.device,
                                       "progress": False if args.no_progress else None,
-                                      "trust_remote_code": args.trust_remote_code, "allow_pickle": args.allow_pickle})
+                                      "trust_remote_code": args.trust_remote_code, "allow_pickle": args.allow_pickle,
+                                      "precision": args.precision or "auto"})
     from .train import finetune
 
     result = finetune(args.model, args.data, config, args.out, encode=encode, resume=args.resume,

@@ -35,6 +35,15 @@ class ImageCheck(str, enum.Enum):
     SKIP = "skip"  # decode every page first; bad pages (and their judgments) are dropped and counted
 
 
+class Precision(str, enum.Enum):
+    """The float type encoding and training compute in (weights stay float32)."""
+
+    AUTO = "auto"  # native bf16 when the device has it (fp16 on CUDA without bf16), else fp32
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 class IndexKind(str, enum.Enum):
     AUTO = "auto"  # exact up to IndexConfig.exact_max_docs documents, IVF beyond (default)
     FLAT = "flat"  # exact search
@@ -56,9 +65,11 @@ class EncodeConfig:
     progress: bool | None = None  # None shows progress bars on a terminal only
     trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
     allow_pickle: bool = False  # load pickle-based weights (.bin/.pt), which can run code when loaded
+    precision: Precision = Precision.AUTO  # auto: bf16 autocast where the hardware has it, else fp32
 
     def __post_init__(self) -> None:
         _enum(self, "similarity", Similarity)
+        _enum(self, "precision", Precision)
         _positive(self, "batch_size")
         if self.max_seq_length is not None:
             _positive(self, "max_seq_length")
@@ -312,10 +323,12 @@ class TrainConfig:
     # hybrid: module names (in the transformers model) trained fully; None = the last layer
     full_modules: tuple[str, ...] | None = None
     hard_negatives: HardNegatives = field(default_factory=HardNegatives)
+    precision: Precision = Precision.AUTO  # auto: bf16 mixed precision where the hardware has it, else fp32
 
     def __post_init__(self) -> None:
         _enum(self, "method", Method)
         _enum(self, "loss", Loss)
+        _enum(self, "precision", Precision)
         for name in ("batch_size", "max_dev_queries", "dev_corpus_size", "evals_per_epoch", "mini_batch_size", "min_grade"):
             _positive(self, name)
         for name in ("max_steps", "max_seq_length"):

@@ -28,6 +28,7 @@ from ._io import atomic_path, cache_dir, file_digest, file_sha256, hash_strings,
 from .config import EncodeConfig, Similarity
 from .errors import ConfigError
 from .models import document_side, fingerprint, load_model, model_source, read_stamp
+from .precision import autocast, resolve_precision
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -180,6 +181,7 @@ class Encoder:
             self.similarity = Similarity(sim)
         except ValueError:
             raise ConfigError(f"similarity {sim!r} is not supported for retrieval; use cosine, dot or euclidean.") from None
+        self.precision = resolve_precision(self.config.precision, model.device)
         self._fingerprint: str | None = None
         self._document_fingerprint: str | None = None
         # A query/document model (query-only tuning) routes by task; plain models ignore it.
@@ -222,6 +224,7 @@ class Encoder:
             "similarity": self.similarity.value,
             "normalize": self.normalize,
             "max_seq_length": self.model.max_seq_length,
+            "precision": self.precision.value,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -245,7 +248,8 @@ class Encoder:
         from tqdm.auto import tqdm
 
         unit = "page" if any(isinstance(x, Page) for x in items) else "text"
-        with tqdm(total=len(items), desc=desc, unit=unit, disable=not show, leave=False) as bar:
+        with tqdm(total=len(items), desc=desc, unit=unit, disable=not show, leave=False) as bar, \
+                autocast(self.precision, self.model.device):
             return encode_items(self.model, items, prompt=prompt, batch_size=self.config.batch_size,
                                 normalize=self.normalize, task=task if self.routed else None, progress=bar)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_dir, write_json_atomic
-from .config import EncodeConfig, Loss, Method, TrainConfig, to_dict
+from .config import EncodeConfig, Loss, Method, Precision, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .data.pairs import is_pair_file, load_pairs
 from .encode import Encoder, Item, Page, check_encodes_pages, document_inputs, encode_items
@@ -35,6 +35,7 @@ from .errors import ConfigError, DataError
 from .index import build_index
 from .metrics import evaluate as score_run
 from .models import STAMP, ArtifactKind, parameter_counts, prepare_for_training, query_document_model
+from .precision import resolve_precision
 from .results import library_versions
 
 if TYPE_CHECKING:
@@ -430,6 +431,10 @@ def finetune(
     total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
     eval_steps = max(1, min(total_steps, steps_per_epoch // config.evals_per_epoch or 1))
     show = encode.progress if encode.progress is not None else sys.stderr.isatty()
+    use_cpu = encode.device == "cpu" or not torch.cuda.is_available()
+    precision = resolve_precision(config.precision, "cpu" if use_cpu else "cuda")
+    if precision is Precision.FP16 and use_cpu:
+        raise ConfigError("precision 'fp16' trains on CUDA only; on a CPU use 'bf16' or 'fp32' (or 'auto').")
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
@@ -454,7 +459,10 @@ def finetune(
         disable_tqdm=not show,
         dataloader_num_workers=0,
         prompts=prompts,
-        use_cpu=encode.device == "cpu" or not torch.cuda.is_available(),
+        use_cpu=use_cpu,
+        # mixed precision: float32 weights, bf16/fp16 matmuls where the hardware has them
+        bf16=precision is Precision.BF16,
+        fp16=precision is Precision.FP16,
     )
     trainer = SentenceTransformerTrainer(model=train_model, args=args, train_dataset=train_set, loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)
@@ -492,7 +500,9 @@ def finetune(
                  "dev_corpus_size": len(dev_docs)},
         "config": to_dict(config),
         "learning_rate": config.learning_rate,
-        "encode": {k: v for k, v in base.settings().items() if k != "max_seq_length"},
+        # how to encode with this model; precision is the encoding machine's business
+        "encode": {k: v for k, v in base.settings().items() if k not in ("max_seq_length", "precision")},
+        "precision": precision.value,
         "max_seq_length": base.model.max_seq_length,
         "steps": trainer.state.global_step,
         "train_seconds": round(train_seconds, 2),

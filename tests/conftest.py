@@ -15,6 +15,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# float32 everywhere, so exact comparisons hold on any CPU; tests/test_precision.py covers "auto"
+# and bf16 by naming them explicitly.
+os.environ["RETRIEVAL_FT_PRECISION"] = "fp32"
 _user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(_user_cache, "retrieval-ft", "numba"))
 
