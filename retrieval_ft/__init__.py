@@ -23,8 +23,11 @@ __all__ = [
     "ModelError",
     "Retriever",
     "RetrievalFTError",
+    "ShardInfo",
     "VectorIndex",
     "build_index",
+    "build_index_from_shards",
+    "encode_shard",
     "TrainConfig",
     "TrainResult",
     "evaluate",
@@ -44,6 +47,7 @@ _LOCATIONS = {
     "load_model": "models",
     "Encoder": "encode",
     "VectorIndex": "index", "build_index": "index",
+    "ShardInfo": "shards", "encode_shard": "shards", "build_index_from_shards": "shards",
     "Hit": "search", "Retriever": "search",
     "EvaluationResult": "results",
     "evaluate": "pipeline",
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
     from .pipeline import evaluate
     from .results import EvaluationResult
     from .search import Hit, Retriever
+    from .shards import ShardInfo, build_index_from_shards, encode_shard
     from .train import TrainResult, finetune
 
 

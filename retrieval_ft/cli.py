@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="YAML with training settings (TrainConfig fields); flags override it")
     tr.add_argument("--epochs", type=float, help="passes over the training pairs (default 1)")
     tr.add_argument("--lr", type=float, help="learning rate (default: 2e-5 full, 1e-3 lora, 5e-4 hybrid, 1e-4 query-only)")
-    tr.add_argument("--batch-size", type=int, help="pairs per step (default 32)")
+    tr.add_argument("--batch-size", type=int,
+                    help="pairs per step and process (default 32); under torchrun with N processes each step "
+                         "takes N x this, and in-batch negatives span all of them")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--max-steps", type=int, help="stop after this many steps")
     tr.add_argument("--hard-negatives", type=int, metavar="N", help="mine N hard negatives per pair with the base model")
@@ -121,6 +123,37 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write a plain model folder whose embeddings equal the adapter's.")
     mg.add_argument("adapter", help="adapter folder written by `retrieval-ft train --method lora|hybrid`")
     mg.add_argument("--out", required=True, help="folder for the merged model")
+
+    en = sub.add_parser("encode", help="encode a corpus, or one shard of it, into vector files (resumable)",
+                        description="Encode shard I of N of the corpus (contiguous slices in corpus order) into "
+                                    "OUT/shard-<I>-of-<N>/, one .npy file per part, each written as soon as it is "
+                                    "done: run one shard per process or machine, and run a killed shard again to "
+                                    "finish it. Then build one index with `retrieval-ft index --shards OUT`.")
+    en.add_argument("--model", required=True, help="model folder, hub id, or all-MiniLM-L6-v2 (bundled)")
+    en.add_argument("--data", required=True, help="dataset whose corpus to encode (see evaluate --help)")
+    en.add_argument("--shard", default="0/1", metavar="I/N",
+                    help="encode shard I of N, counted from 0 as torchrun's RANK/WORLD_SIZE "
+                         "(e.g. --shard $RANK/$WORLD_SIZE; default 0/1: the whole corpus)")
+    en.add_argument("--out", required=True, help="folder for the shards (the same for every shard)")
+    en.add_argument("--part-size", type=int, default=10_000,
+                    help="documents per part file: the most a killed run loses (default 10000)")
+    en.add_argument("--drop-unknown-judgments", action="store_true", help="drop judgments naming unknown ids")
+    _add_encode_args(en)
+
+    ix = sub.add_parser("index", help="build one FAISS index from encoded shards",
+                        description="Check that every shard in SHARDS is there and was encoded by the same model "
+                                    "from the same corpus, then build one index: exact up to 100,000 documents, IVF "
+                                    "beyond (auto); IVF and IVF-PQ are trained on a sample and filled one part at a "
+                                    "time. Approximate kinds are calibrated to reach --target-recall.")
+    ix.add_argument("--shards", required=True, help="folder written by `retrieval-ft encode --shard I/N --out`")
+    ix.add_argument("--out", required=True, help="index folder to write (index.faiss + index.json)")
+    ix.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"], default="auto",
+                    help="index kind (default auto: flat up to 100,000 documents, ivf beyond)")
+    ix.add_argument("--target-recall", type=float,
+                    help="recall@10 against exact search that approximate kinds are tuned to reach (default 0.98)")
+    ix.add_argument("--nlist", type=int, help="IVF cells (default about 4 * sqrt(documents))")
+    ix.add_argument("--nprobe", type=int, help="IVF cells searched (default: calibrated)")
+    ix.add_argument("--pq-m", type=int, help="ivfpq bytes a vector (default: the largest divisor of dim up to dim / 4)")
 
     rn = sub.add_parser("run", help="the main job: base -> tune -> tuned -> guard sets -> gate -> report",
                         description="Run a config: evaluate the base model, fine-tune it, evaluate the tuned model "
@@ -242,6 +275,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = finetune(args.model, args.data, config, args.out, encode=encode, resume=args.resume,
                       unknown_ids="drop" if args.drop_unknown_judgments else "error")
+    if _launch_rank() != 0:  # every process returns the same result: rank 0 reports it
+        return EXIT_OK
     best = f"{result.best_dev_ndcg:.4f}" if result.best_dev_ndcg is not None else "n/a"
     print(f"{result.method} tuning done: {result.artifact}")
     print(f"  best dev ndcg@10 {best} ({result.stamp['data']['dev']}); steps {result.stamp['steps']}; "
@@ -256,6 +291,61 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
     out = merge_adapter(args.adapter, args.out)
     print(f"merged model written to {out}")
+    return EXIT_OK
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` -> (I, N), checked: 0 <= I < N."""
+    head, sep, tail = text.partition("/")
+    if not sep or not head.strip().isdigit() or not tail.strip().isdigit():
+        raise ConfigError(f"--shard {text!r}: expected I/N with whole numbers, e.g. 0/4 (shard 0 of 4), "
+                          "or $RANK/$WORLD_SIZE under torchrun.")
+    shard, n_shards = int(head), int(tail)
+    if n_shards < 1 or shard >= n_shards:
+        raise ConfigError(f"--shard {text}: shards are numbered from 0, so with N={n_shards} use I from 0 to "
+                          f"{n_shards - 1}" + (" (N must be at least 1)." if n_shards < 1 else "."))
+    return shard, n_shards
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    shard, n_shards = _parse_shard(args.shard)
+    config = _encode_config(args)
+    from .data import load_dataset
+    from .encode import Encoder
+    from .shards import encode_shard
+
+    dataset = load_dataset(args.data, "drop" if args.drop_unknown_judgments else "error")
+    info = encode_shard(Encoder(args.model, config), dataset, shard, n_shards, args.out, part_size=args.part_size)
+    where = f"shard {shard}/{n_shards}: {info.rows:,} documents, {info.dim}-d, {info.parts} parts in {info.folder}"
+    if info.already_complete:
+        print(f"{where}: already encoded, nothing to do")
+    else:
+        resumed = f"{info.resumed_parts} resumed, " if info.resumed_parts else ""
+        print(f"{where} ({resumed}{info.encoded_parts} encoded in {info.seconds:.1f} s)")
+    return EXIT_OK
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .config import IndexConfig, from_dict
+
+    values = {"kind": args.kind, "target_recall": args.target_recall, "ivf_nlist": args.nlist,
+              "ivf_nprobe": args.nprobe, "pq_m": args.pq_m}
+    config = from_dict(IndexConfig, {k: v for k, v in values.items() if v is not None})
+    from .shards import build_index_from_shards
+
+    index = build_index_from_shards(args.shards, config)
+    index.save(args.out)
+    params = ", ".join(f"{k}={v}" for k, v in sorted(index.meta["params"].items())) or "exact search"
+    print(f"{index.meta['kind']} index of {len(index):,} vectors ({index.index.d}-d, "
+          f"{index.meta['built_from']['n_shards']} shards): {params}")
+    calibration = index.meta.get("calibration")
+    if calibration:
+        recall = next(k for k in calibration if k.startswith("recall@"))
+        print(f"  calibrated: {recall} {calibration[recall]:.4f} against exact search at {calibration['param']}="
+              f"{calibration['value']} (target {calibration['target']}, {calibration['queries']} "
+              f"{calibration.get('queries_from', 'corpus sample')} queries)"
+              + ("" if calibration["reached"] else "; target not reached"))
+    print(f"index written to {args.out}")
     return EXIT_OK
 
 
@@ -388,7 +478,15 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge, "compare": _cmd_compare,
-            "gate": _cmd_gate, "demo-data": _cmd_demo_data}
+            "gate": _cmd_gate, "demo-data": _cmd_demo_data, "encode": _cmd_encode, "index": _cmd_index}
+
+
+def _launch_rank() -> int:
+    """This process's rank when a launcher (torchrun, accelerate launch) started several; else 0."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -397,8 +495,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    rank = _launch_rank()
+    # under a launcher the other processes of `train` repeat rank 0's work and its warnings about
+    # the data, so they log errors only; lines of every process but rank 0 carry their rank
+    level = logging.INFO if args.verbose else logging.WARNING
+    if rank and args.command == "train":
+        level = logging.ERROR
+    logging.basicConfig(level=level,
+                        format=("%(levelname)s" + (f" [rank {rank}]" if rank else "") + " %(name)s: %(message)s"))
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,17 +243,51 @@ def calibrate_search(index: Any, kind: IndexKind, queries: np.ndarray, truth: np
             "curve": [[v, round(r, 4)] for v, r in sorted(measured.items())]}
 
 
+def finish_index(index: Any, kind: IndexKind, params: dict[str, Any], similarity: Similarity, config: IndexConfig,
+                 ids: list[str], encoder: dict[str, Any] | None, *, rng: np.random.Generator,
+                 rows: Callable[[np.ndarray], np.ndarray], neighbors: Callable[[np.ndarray, int], np.ndarray],
+                 queries: np.ndarray | None = None) -> VectorIndex:
+    """Wrap a filled FAISS index as a VectorIndex, calibrating an approximate one first.
+
+    `rows(positions)` returns those corpus rows (n, dim) and `neighbors(queries, depth)` their
+    exact top-`depth` positions, so vectors held in memory and vectors read part by part from
+    shards are calibrated the same way. The search parameter the config leaves unset is raised
+    until recall@10 against exact search reaches `config.target_recall` on `queries` (real
+    queries, the better sample) or else on a seeded sample of corpus rows, each leaving itself out.
+    Corpus rows are easier queries than real ones, so that estimate can run high (HNSW on the
+    clustered test data: 0.98 on corpus rows, 0.956 on held-out queries).
+    """
+    n = len(ids)
+    meta: dict[str, Any] = {"kind": kind.value, "params": params, "similarity": similarity.value,
+                            "normalized": similarity is Similarity.COSINE, "encoder": encoder or {}}
+    if config.kind is IndexKind.AUTO:
+        meta["chosen"] = f"auto: {n:,} documents {'<=' if kind is IndexKind.FLAT else '>'} exact_max_docs {config.exact_max_docs:,}"
+    if kind is not IndexKind.FLAT and n > 1:
+        k = min(10, n - 1)
+        exclude: np.ndarray | None
+        if queries is not None and len(queries):
+            sample = np.ascontiguousarray(queries, dtype=np.float32)
+            if len(sample) > config.calibration_queries:
+                sample = sample[np.sort(rng.choice(len(sample), config.calibration_queries, replace=False))]
+            exclude, source, depth = None, "queries", k
+        else:
+            exclude = np.sort(rng.choice(n, min(config.calibration_queries, n), replace=False))
+            sample, source, depth = rows(exclude), "corpus sample", k + 1
+        fixed = config.hnsw_ef_search if kind is IndexKind.HNSW else config.ivf_nprobe
+        calibration = calibrate_search(index, kind, sample, neighbors(sample, depth), exclude=exclude,
+                                       target=config.target_recall, k=k, fixed=fixed)
+        calibration["queries_from"] = source
+        params[calibration["param"]] = calibration["value"]
+        meta["calibration"] = calibration
+    return VectorIndex(index=index, ids=list(ids), meta=meta)
+
+
 def build_index(vectors: np.ndarray, ids: list[str], similarity: Similarity, config: IndexConfig | None = None,
                 encoder: dict[str, Any] | None = None, *, queries: np.ndarray | None = None) -> VectorIndex:
-    """An index over `vectors` (n_docs, dim), whose rows are the documents `ids`.
-
-    Approximate kinds are calibrated: the search parameter the config leaves unset is raised until
-    recall@10 against exact search reaches `config.target_recall` on `queries` (n, dim; real
-    queries, the better sample) or else on a seeded sample of the documents themselves, each
-    leaving itself out. Corpus rows are easier queries than real ones, so that estimate can run
-    high (HNSW on the clustered test data: 0.98 on corpus rows, 0.956 on held-out queries). What
-    was measured is kept in `meta["calibration"]`.
-    """
+    """An index over `vectors` (n_docs, dim), whose rows are the documents `ids`; the kind resolved
+    from `config` (auto: exact up to `exact_max_docs`), approximate kinds calibrated on `queries`
+    (n, dim) or a sample of the documents (see `finish_index`); what was measured is kept in
+    `meta["calibration"]`."""
     config = config or IndexConfig()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
@@ -261,33 +296,14 @@ def build_index(vectors: np.ndarray, ids: list[str], similarity: Similarity, con
         raise ValueError("document ids must be unique")
     n, dim = vectors.shape
     kind = resolve_kind(config, n)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0)  # build_index_from_shards draws the same, so both build alike
     sample = None
     if kind in (IndexKind.IVF, IndexKind.IVFPQ):
         size = training_sample_size(kind, config, n)
         sample = vectors if size >= n else vectors[np.sort(rng.choice(n, size, replace=False))]
     index, params = new_index(kind, dim, similarity, config, n_docs=n, train_sample=sample)
     index.add(vectors)
-    meta = {"kind": kind.value, "params": params, "similarity": similarity.value,
-            "normalized": similarity is Similarity.COSINE, "encoder": encoder or {}}
-    if config.kind is IndexKind.AUTO:
-        meta["chosen"] = f"auto: {n:,} documents {'<=' if kind is IndexKind.FLAT else '>'} exact_max_docs {config.exact_max_docs:,}"
-    if kind is not IndexKind.FLAT and n > 1:
-        k = min(10, n - 1)
-        if queries is not None and len(queries):
-            sample = np.ascontiguousarray(queries, dtype=np.float32)
-            if len(sample) > config.calibration_queries:
-                sample = sample[np.sort(rng.choice(len(sample), config.calibration_queries, replace=False))]
-            exclude, source = None, "queries"
-            truth = exact_neighbors(sample, vectors, k, similarity)
-        else:
-            exclude = np.sort(rng.choice(n, min(config.calibration_queries, n), replace=False))
-            sample, source = vectors[exclude], "corpus sample"
-            truth = exact_neighbors(sample, vectors, k + 1, similarity)
-        fixed = config.hnsw_ef_search if kind is IndexKind.HNSW else config.ivf_nprobe
-        calibration = calibrate_search(index, kind, sample, truth, exclude=exclude, target=config.target_recall,
-                                       k=k, fixed=fixed)
-        calibration["queries_from"] = source
-        params[calibration["param"]] = calibration["value"]
-        meta["calibration"] = calibration
-    return VectorIndex(index=index, ids=list(ids), meta=meta)
+    return finish_index(index, kind, params, similarity, config, ids, encoder, rng=rng,
+                        rows=lambda positions: vectors[positions],
+                        neighbors=lambda sample, depth: exact_neighbors(sample, vectors, depth, similarity),
+                        queries=queries)

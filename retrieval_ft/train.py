@@ -6,6 +6,10 @@ selection uses NDCG@10 on dev queries (the dataset's dev split, else a held-out 
 queries; the test split is never read). Checkpoints land in `OUT/checkpoints` and `resume=True`
 continues from the last one. The artifact written to OUT carries a stamp (retrieval_ft.json)
 saying what made it.
+
+Launched as several processes (torchrun, accelerate launch), the Trainer trains with DDP: the batch
+size is per process, in-batch negatives are gathered across processes, and only rank 0 writes the
+artifact.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import copy
 import functools
 import logging
 import math
+import os
 import random
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,15 +170,18 @@ def make_dev_evaluator(queries: dict[str, str], qrels: dict[str, dict[str, int]]
     return DevNDCG()
 
 
-def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bool, scale: float = 20.0) -> Any:
+def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bool, scale: float = 20.0,
+                              gather_across_devices: bool = False) -> Any:
     """MultipleNegativesRankingLoss against fixed document vectors (query-only tuning).
 
     Each example is a query text plus `label` = row indices of its positive (first) and hard
     negatives in `doc_vectors`; every document of the batch is a candidate for every query, and a
     query's own positive appearing in another column is masked rather than counted as a negative.
+    With `gather_across_devices` the batch is the global one of every training process.
     """
     import torch
     import torch.nn.functional as F
+    from sentence_transformers.util import all_gather, get_rank
     from torch import nn
 
     class FixedDocumentsMNRL(nn.Module):
@@ -179,6 +189,7 @@ def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bo
             super().__init__()
             self.model = model
             self.scale = scale
+            self.gather_across_devices = gather_across_devices
             self.register_buffer("docs", torch.from_numpy(np.ascontiguousarray(doc_vectors, dtype=np.float32)),
                                  persistent=False)
 
@@ -187,10 +198,18 @@ def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bo
             if normalize:
                 q = F.normalize(q, dim=-1)
             labels = labels.long().view(q.shape[0], -1)  # (batch, 1 + negatives)
-            cand = labels.reshape(-1)  # (batch * (1 + negatives),)
+            batch_labels, offset = labels, 0
+            if self.gather_across_devices:
+                # Every process holds all the (fixed) document vectors, and they take no gradient, so
+                # there are no document embeddings to gather as MultipleNegativesRankingLoss does;
+                # gathering the candidates' row indices (integers) is enough for each query to be
+                # scored against the documents of the whole global batch.
+                batch_labels = all_gather(labels)  # (world x batch, 1 + negatives), rank order
+                offset = get_rank() * q.shape[0]
+            cand = batch_labels.reshape(-1)  # (world x batch x (1 + negatives),)
             d = self.docs.to(q.device)[cand]
             scores = q @ d.T * self.scale  # (batch, candidates)
-            target = torch.arange(q.shape[0], device=q.device) * labels.shape[1]
+            target = (torch.arange(q.shape[0], device=q.device) + offset) * labels.shape[1]
             same_doc = cand.unsqueeze(0) == labels[:, :1]  # (batch, candidates): the query's positive
             own = torch.zeros_like(same_doc)
             own[torch.arange(q.shape[0]), target] = True
@@ -202,6 +221,72 @@ def make_fixed_documents_loss(model: Any, doc_vectors: np.ndarray, normalize: bo
             return ""
 
     return FixedDocumentsMNRL()
+
+
+def gathers_across_devices(loss: Any) -> bool:
+    """Whether `loss` (or the loss it wraps, e.g. inside MatryoshkaLoss) gathers in-batch negatives
+    across processes."""
+    while loss is not None:
+        if getattr(loss, "gather_across_devices", False):
+            return True
+        loss = getattr(loss, "loss", None)
+    return False
+
+
+# -- several processes: torchrun, accelerate launch ---------------------------------------------
+@dataclass(frozen=True)
+class World:
+    """This process among the training processes: rank 0 of 1 when launched alone."""
+
+    rank: int = 0
+    size: int = 1
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+DDP_TIMEOUT = timedelta(seconds=1800)  # the Trainer's default ddp_timeout
+
+
+def join_world(device: str | None) -> World:
+    """Join the process group that a launcher (torchrun, accelerate launch) describes in the
+    environment (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT): gloo on CPUs, NCCL on GPUs.
+
+    The Trainer joins the same group through accelerate's PartialState once its arguments exist;
+    joining it here first lets the processes agree on the training rows before that, and makes each
+    process's default CUDA device its own GPU (LOCAL_RANK), so that the base encoder and the corpus
+    encoding do not all land on GPU 0."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        size = 1
+    if size <= 1:
+        return World()
+    from accelerate import PartialState
+
+    cpu = (device == "cpu" or not torch.cuda.is_available()
+           or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
+    state = PartialState(cpu=cpu, timeout=DDP_TIMEOUT)
+    return World(state.process_index, state.num_processes, str(dist.get_backend()))
+
+
+def _from_main(world: World, obj: Any) -> Any:
+    """Rank 0's `obj`, on every process. Every process waits here until rank 0 arrives, so this is
+    also the barrier after work that only rank 0 does."""
+    if world.size == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 # -- the training run ---------------------------------------------------------------------------
@@ -245,13 +330,16 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
 
 
-def _loss(model: Any, config: TrainConfig) -> Any:
+def _loss(model: Any, config: TrainConfig, gather_across_devices: bool = False) -> Any:
+    """The loss for `config`; with `gather_across_devices` (several processes) its in-batch negatives
+    span the global batch. MatryoshkaLoss calls the wrapped loss per dimension, so it gathers too."""
     from sentence_transformers.sentence_transformer import losses
 
     if config.loss is Loss.CACHED_MNRL:
-        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
+        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size,
+                                                         gather_across_devices=gather_across_devices)
     else:
-        loss = losses.MultipleNegativesRankingLoss(model)
+        loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather_across_devices)
     if config.matryoshka_dims:
         dim = model.get_embedding_dimension()
         bad = [d for d in config.matryoshka_dims if d > (dim or 0)]
@@ -316,6 +404,10 @@ def finetune(
 
     `resume` continues from the last checkpoint in `out/checkpoints`; `callbacks` are passed to the
     transformers Trainer.
+
+    Under torchrun or accelerate launch every process calls this with the same arguments and trains
+    its share of each global batch (`config.batch_size` per process). Rank 0 alone writes
+    checkpoints and the artifact; every process returns rank 0's result once the artifact is written.
     """
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -323,9 +415,17 @@ def finetune(
 
     config = config or TrainConfig()
     encode = encode or EncodeConfig()
+    world = join_world(encode.device)
     out = Path(out)
     ckpt_dir = out / CHECKPOINTS
     last = _last_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+    main_last = _from_main(world, last)
+    if main_last != last:
+        # rank 0 alone writes checkpoints: a process that does not see them would start afresh
+        # while the others resume, and the processes would wait on each other for ever
+        raise ConfigError(f"{ckpt_dir}: rank {world.rank} sees {last.name if last else 'no checkpoint'} but rank 0 sees "
+                          f"{main_last.name if main_last else 'none'}; with several machines, --out must be a folder "
+                          "that every machine sees (shared storage, the same path).")
     if last is not None and not resume:
         raise ConfigError(f"{out} holds checkpoints of an earlier run ({last.name}); pass --resume to continue it, "
                           "or choose another output folder.")
@@ -361,6 +461,10 @@ def finetune(
     n_neg = len(negatives[0]) if negatives else 0
     mine = n_neg == 0 and config.mines_negatives
     need_base_vectors = config.method is Method.QUERY_ONLY or mine
+    # Several processes each encode the corpus (or read it from the cache) themselves, side by side
+    # on their own GPUs: had rank 0 filled the cache while the others waited, they would idle as long,
+    # and on a large corpus the wait could outlast the process group's timeout. Cache files are
+    # written by atomic renames and checked by checksum, so concurrent writers cannot leave a torn one.
     corpus_vectors = base.encode_corpus(dataset).vectors if need_base_vectors else None  # (n_docs, dim)
     if mine:
         assert corpus_vectors is not None
@@ -369,6 +473,10 @@ def finetune(
         hn = config.hard_negatives
         negatives = mine_hard_negatives(tdata.pairs, dataset.split(config.split), qvecs, doc_ids, corpus_vectors,
                                         hn.num, hn.range_max, hn.relative_margin, base.similarity)
+        # Mining is cheap and deterministic, but two GPUs need not agree to the last bit, and a
+        # near-tie could keep a pair on one process and drop it on another: with different row
+        # counts one process would step alone and hang the others. All take rank 0's negatives.
+        negatives = _from_main(world, negatives)
         keep = [i for i, n in enumerate(negatives) if len(n) == hn.num]
         if len(keep) < len(negatives):
             logger.warning("hard negatives: %d of %d pairs found fewer than %d negatives and were dropped.",
@@ -393,7 +501,7 @@ def finetune(
             p.requires_grad_(False)
         rows = {"anchor": [dataset.queries[q] for q, _ in tdata.pairs],
                 "label": [[row[d]] + [row[n] for n in negs] for (_, d), negs in zip(tdata.pairs, negatives, strict=True)]}
-        loss = make_fixed_documents_loss(train_model, corpus_vectors, normalize)
+        loss = make_fixed_documents_loss(train_model, corpus_vectors, normalize, gather_across_devices=world.size > 1)
         evaluator = make_dev_evaluator(dev_queries, tdata.dev_qrels, dev_docs, None,
                                        corpus_vectors[[row[d] for d in dev_docs]], base.query_prompt,
                                        base.document_prompt, normalize, encode.batch_size)
@@ -410,7 +518,7 @@ def finetune(
                 "positive": [item[d] for _, d in tdata.pairs]}
         for j in range(n_neg):
             rows[f"negative_{j + 1}"] = [item[negs[j]] for negs in negatives]
-        loss = _loss(train_model, config)
+        loss = _loss(train_model, config, gather_across_devices=world.size > 1)
         evaluator = make_dev_evaluator(dev_queries, tdata.dev_qrels, dev_docs, [item[d] for d in dev_docs], None,
                                        base.query_prompt, base.document_prompt, normalize, encode.batch_size)
         prompts = {c: (base.query_prompt if c == "anchor" else base.document_prompt) for c in rows}
@@ -427,7 +535,12 @@ def finetune(
         sampler = functools.partial(NoDuplicatesBatchSampler, precompute_hashes=True)
 
     trainable, total = parameter_counts(train_model)
-    steps_per_epoch = max(1, math.ceil(len(train_set) / config.batch_size))
+    global_batch = config.batch_size * world.size  # batch_size is per process, as in the Trainer
+    if world.size > 1 and len(train_set) < global_batch:
+        # every process drops its last short batch (see dataloader_drop_last): none would be left
+        raise ConfigError(f"{len(train_set)} training pairs cannot fill one step of {world.size} processes x "
+                          f"batch size {config.batch_size}; lower --batch-size or start fewer processes.")
+    steps_per_epoch = max(1, math.ceil(len(train_set) / global_batch))
     total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
     eval_steps = max(1, min(total_steps, steps_per_epoch // config.evals_per_epoch or 1))
     show = encode.progress if encode.progress is not None else sys.stderr.isatty()
@@ -458,6 +571,10 @@ def finetune(
         report_to="none",
         disable_tqdm=not show,
         dataloader_num_workers=0,
+        # with several processes every one must take a full batch at every step: gathering needs
+        # equal shapes, and a process left with an extra short batch would wait for the others forever
+        dataloader_drop_last=world.size > 1,
+        ddp_timeout=int(DDP_TIMEOUT.total_seconds()),
         prompts=prompts,
         use_cpu=use_cpu,
         # mixed precision: float32 weights, bf16/fp16 matmuls where the hardware has them
@@ -473,9 +590,21 @@ def finetune(
     trainer.add_callback(_log_callback())
     logger.info("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                 config.method.value, len(train_set), total_steps, tdata.dev_source, trainable, total)
+    gathered = gathers_across_devices(loss)
+    distributed = {"world_size": world.size, "backend": world.backend, "global_batch_size": global_batch,
+                   "negatives_gathered": gathered}
+    if world.size > 1:
+        logger.info("%d processes (%s): global batch %d = %d x %d per process; in-batch negatives %s",
+                    world.size, world.backend, global_batch, world.size, config.batch_size,
+                    "gathered across processes" if gathered else "per process")
     _reset_peak_memory()
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(last) if (resume and last is not None) else None)
+    with warnings.catch_warnings():
+        # under DDP: torch deprecations raised inside accelerate's DDP wrapping and inside
+        # sentence-transformers' gathering (again after every evaluation), which no user can act on
+        for message in (r"`broadcast_buffers` is deprecated", r"torch\.distributed\.nn\.functional\.all_gather is deprecated"):
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        trainer.train(resume_from_checkpoint=str(last) if (resume and last is not None) else None)
     train_seconds = time.perf_counter() - start
     peak = _peak_memory_mb()
 
@@ -505,10 +634,11 @@ def finetune(
         "precision": precision.value,
         "max_seq_length": base.model.max_seq_length,
         "steps": trainer.state.global_step,
+        "distributed": distributed,
         "train_seconds": round(train_seconds, 2),
         # time spent in dev evaluations, included in train_seconds
         "eval_seconds": round(sum(float(e.get("eval_runtime", 0.0)) for e in trainer.state.log_history), 2),
-        "peak_memory_mb": round(peak, 1),
+        "peak_memory_mb": round(peak, 1),  # of rank 0's process when there are several
         "trainable_params": trainable,
         "total_params": total,
         "preparation": prep,
@@ -518,15 +648,20 @@ def finetune(
         "versions": library_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if not world.is_main:
+        # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);
+        # the others wait until it is complete, then report rank 0's run
+        return _from_main(world, None)
     with atomic_dir(out) as tmp:
         final.save(str(tmp))
         write_json_atomic(tmp / STAMP, stamp)
     size = _folder_bytes(out)
     stamp["artifact_bytes"] = size
     write_json_atomic(out / STAMP, stamp)
-    return TrainResult(artifact=out, method=config.method.value, best_dev_ndcg=best, history=history,
-                       train_seconds=train_seconds, peak_memory_mb=peak, trainable_params=trainable,
-                       total_params=total, artifact_bytes=size, stamp=stamp)
+    result = TrainResult(artifact=out, method=config.method.value, best_dev_ndcg=best, history=history,
+                         train_seconds=train_seconds, peak_memory_mb=peak, trainable_params=trainable,
+                         total_params=total, artifact_bytes=size, stamp=stamp)
+    return _from_main(world, result)
 
 
 def _log_callback() -> Any:

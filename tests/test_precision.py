@@ -85,7 +85,7 @@ def test_bf16_training_keeps_float32_weights(tiny_model_path: Path, tmp_path: Pa
 
     weights = next(result.artifact.rglob("model.safetensors"))
     with safe_open(str(weights), "pt") as fh:
-        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float32}
+        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float32}  # noqa: SIM118 - safe_open is not iterable
     with pytest.raises(ConfigError, match="fp16' trains on CUDA only"):
         finetune(str(tiny_model_path), data, TrainConfig(max_steps=1, precision="fp16"), tmp_path / "fp16",
                  encode=EncodeConfig(progress=False, device="cpu"))
