@@ -38,7 +38,7 @@ test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install
-	$(PY) eval/bench_encode.py
+	$(PY) eval/bench/report.py --run
 
 lint: install
 	$(BIN)/ruff check .

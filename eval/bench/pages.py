@@ -6,7 +6,7 @@ at a small and a large corpus size. The baseline, in the same run, is the naive 
 page of the large corpus into memory first, then encode. Prints peak RSS, its growth over the
 process after model loading, pages/s, and the ratios.
 
-    .venv/bin/python eval/bench_pages.py [--small 500] [--large 5000] [--batch-size 64]
+    .venv/bin/python eval/bench/pages.py [--small 500] [--large 5000] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 COMBINATIONS = 150  # of the page generator
