@@ -20,7 +20,9 @@ from .errors import ConfigError, RetrievalFTError
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _add_encode_args(p: argparse.ArgumentParser) -> None:
+def _add_encode_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
+    """The encoding flags; `cache=False` leaves out the embedding-cache flags (for `encode`, whose
+    part files are its own record)."""
     g = p.add_argument_group("encoding")
     g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
     g.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
@@ -30,8 +32,9 @@ def _add_encode_args(p: argparse.ArgumentParser) -> None:
                    help="scoring function (default: the model's own, usually cosine)")
     g.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     _add_precision_arg(g)
-    g.add_argument("--no-cache", action="store_true", help="always re-encode the corpus")
-    g.add_argument("--cache-dir", help="where corpus embeddings are cached (default ~/.cache/retrieval-ft/embeddings)")
+    if cache:
+        g.add_argument("--no-cache", action="store_true", help="always re-encode the corpus")
+        g.add_argument("--cache-dir", help="where corpus embeddings are cached (default ~/.cache/retrieval-ft/embeddings)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow models that run their own code from the hub (off by default)")
     g.add_argument("--allow-pickle", action="store_true",
@@ -138,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--part-size", type=int, default=10_000,
                     help="documents per part file: the most a killed run loses (default 10000)")
     en.add_argument("--drop-unknown-judgments", action="store_true", help="drop judgments naming unknown ids")
-    _add_encode_args(en)
+    _add_encode_args(en, cache=False)
 
     ix = sub.add_parser("index", help="build one FAISS index from encoded shards",
                         description="Check that every shard in SHARDS is there and was encoded by the same model "
@@ -218,8 +221,8 @@ def _encode_config(args: argparse.Namespace):  # -> EncodeConfig
         "document_prompt": args.doc_prompt,
         "similarity": args.similarity,
         "device": args.device,
-        "cache": not args.no_cache,
-        "cache_dir": args.cache_dir,
+        "cache": not getattr(args, "no_cache", False),
+        "cache_dir": getattr(args, "cache_dir", None),
         "progress": False if args.no_progress else None,
         "trust_remote_code": args.trust_remote_code,
         "allow_pickle": args.allow_pickle,

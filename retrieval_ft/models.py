@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,7 +236,11 @@ def _load_adapter_artifact(resolved: ResolvedModel, stamp: dict[str, Any], *, de
         if merge:
             from peft import PeftModel
 
-            model[0].model = PeftModel.from_pretrained(model.transformers_model, resolved.location).merge_and_unload()
+            with warnings.catch_warnings():
+                # peft reads transformers' deprecated `is_gradient_checkpointing`; nothing a user can act on
+                warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+                peft_model = PeftModel.from_pretrained(model.transformers_model, resolved.location)
+            model[0].model = peft_model.merge_and_unload()
         else:
             model.load_adapter(resolved.location)
     except Exception as exc:  # peft raises several types for bad adapter files

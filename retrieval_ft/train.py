@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import json
 import logging
 import math
 import os
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+RUN_SETTINGS = "run-settings.json"  # in the checkpoints folder: what --resume must match
 DEV_METRIC = "ndcg@10"
 
 
@@ -322,6 +324,35 @@ def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def _check_same_run(ckpt_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume checkpoints written with other settings (model, data, training config)."""
+    path = ckpt_dir / RUN_SETTINGS
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        logger.warning("%s: no record of the settings that wrote these checkpoints; resuming as asked.", ckpt_dir)
+        return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); delete {ckpt_dir} to start the run again.") from None
+    now = _flat(json.loads(json.dumps(settings, default=str)))
+    before = _flat(saved)
+    changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(before)) if now.get(k) != before.get(k)]
+    if changed:
+        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise ConfigError(f"{ckpt_dir}: these checkpoints were written with other settings ({shown}); resuming "
+                          "would mix two runs. Resume with the same settings, or start again in another --out "
+                          f"(or delete {ckpt_dir}).")
+
+
 def _last_checkpoint(folder: Path) -> Path | None:
     """The newest complete checkpoint: the Trainer writes trainer_state.json last, so a checkpoint
     torn by a kill mid-save is skipped."""
@@ -447,6 +478,12 @@ def finetune(
 
     base = Encoder(model, encode)
     base_info = {"name": base.name, "path": base.path, "fingerprint": base.fingerprint}
+    # checkpoints continue only the run that wrote them: its settings are kept beside them
+    run_settings = {"config": to_dict(config), "base_fingerprint": base.fingerprint,
+                    "data_fingerprint": dataset.fingerprint(config.split),
+                    "encode": {k: v for k, v in base.settings().items() if k != "precision"}}
+    if resume and last is not None:
+        _check_same_run(ckpt_dir, run_settings)
     normalize = base.normalize
     n_pages = sum(d.image is not None for d in dataset.corpus.values())
     if n_pages:
@@ -597,6 +634,9 @@ def finetune(
         logger.info("%d processes (%s): global batch %d = %d x %d per process; in-batch negatives %s",
                     world.size, world.backend, global_batch, world.size, config.batch_size,
                     "gathered across processes" if gathered else "per process")
+    if world.is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(ckpt_dir / RUN_SETTINGS, run_settings)
     _reset_peak_memory()
     start = time.perf_counter()
     with warnings.catch_warnings():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -135,6 +136,10 @@ def test_resume_reaches_the_same_model(tiny_model_path, data_dir, tmp_path):
     assert not (tmp_path / "cut" / STAMP).exists() and (tmp_path / "cut" / "checkpoints").is_dir()
     with pytest.raises(ConfigError, match="pass --resume"):
         finetune(str(tiny_model_path), data_dir, config, tmp_path / "cut", encode=ENC)
+    # the checkpoints continue only the run that wrote them
+    with pytest.raises(ConfigError, match=r"written with other settings \(config\.lr: 0\.005 -> 0\.001\)"):
+        finetune(str(tiny_model_path), data_dir, dataclasses.replace(config, lr=1e-3), tmp_path / "cut", encode=ENC,
+                 resume=True)
     resumed = finetune(str(tiny_model_path), data_dir, config, tmp_path / "cut", encode=ENC, resume=True)
     a = Encoder(str(whole.artifact), ENC).encode_documents(TEXTS)
     b = Encoder(str(resumed.artifact), ENC).encode_documents(TEXTS)
