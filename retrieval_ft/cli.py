@@ -24,7 +24,8 @@ def _add_encode_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
     """The encoding flags; `cache=False` leaves out the embedding-cache flags (for `encode`, whose
     part files are its own record)."""
     g = p.add_argument_group("encoding")
-    g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    g.add_argument("--batch-size", type=int,
+                   help="texts or pages per forward pass (default: 16 documents on a CPU, else 32)")
     g.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's)")
     g.add_argument("--query-prompt", help="text prepended to queries (default: the model's saved 'query' prompt)")
     g.add_argument("--doc-prompt", help="text prepended to documents (default: the model's saved 'document' prompt)")

@@ -54,7 +54,7 @@ class IndexKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    batch_size: int = 32
+    batch_size: int | None = None  # None: measured per input kind (encode.default_batch_size)
     max_seq_length: int | None = None  # None keeps the model's own limit
     query_prompt: str | None = None  # None uses the model's saved "query" prompt, if any
     document_prompt: str | None = None  # None uses the model's saved "document"/"passage" prompt, if any
@@ -70,7 +70,8 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         _enum(self, "similarity", Similarity)
         _enum(self, "precision", Precision)
-        _positive(self, "batch_size")
+        if self.batch_size is not None:
+            _positive(self, "batch_size")
         if self.max_seq_length is not None:
             _positive(self, "max_seq_length")
 

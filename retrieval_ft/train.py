@@ -38,7 +38,15 @@ from ._io import atomic_dir, write_json_atomic
 from .config import EncodeConfig, Loss, Method, Precision, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .data.pairs import is_pair_file, load_pairs
-from .encode import Encoder, Item, Page, check_encodes_pages, document_inputs, encode_items
+from .encode import (
+    Encoder,
+    Item,
+    Page,
+    check_encodes_pages,
+    default_batch_size,
+    document_inputs,
+    encode_items,
+)
 from .errors import ConfigError, DataError
 from .index import build_index
 from .metrics import evaluate as score_run
@@ -138,7 +146,7 @@ def _evaluator_base() -> type:
 
 def make_dev_evaluator(queries: dict[str, str], qrels: dict[str, dict[str, int]], doc_ids: list[str],
                        doc_items: list[Item] | None, fixed_doc_vectors: np.ndarray | None,
-                       query_prompt: str, document_prompt: str, normalize: bool, batch_size: int) -> Any:
+                       query_prompt: str, document_prompt: str, normalize: bool, batch_size: int | None) -> Any:
     """An evaluator for the Trainer: NDCG@10 of the dev queries over a dev corpus, computed with ranx.
     With `fixed_doc_vectors` (query-only tuning) only the queries are re-encoded."""
 
@@ -151,7 +159,8 @@ def make_dev_evaluator(queries: dict[str, str], qrels: dict[str, dict[str, int]]
 
         def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
             qids = list(queries)
-            qv = model.encode([queries[q] for q in qids], prompt=query_prompt, batch_size=batch_size,
+            qv = model.encode([queries[q] for q in qids], prompt=query_prompt,
+                              batch_size=batch_size or default_batch_size(model, "query"),
                               normalize_embeddings=normalize, convert_to_numpy=True, show_progress_bar=False)
             if fixed_doc_vectors is not None:
                 dv = fixed_doc_vectors

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from retrieval_ft.config import EncodeConfig, Similarity
@@ -88,3 +89,30 @@ def test_cache_can_be_turned_off(tiny_model, beir_dir: Path):
     corpus = load_dataset(beir_dir).corpus
     assert not enc.encode_corpus(corpus).cache_hit
     assert not enc.encode_corpus(corpus).cache_hit
+
+
+def test_default_batch_sizes_follow_the_input_kind_and_device(tiny_model, monkeypatch: pytest.MonkeyPatch):
+    from types import SimpleNamespace
+
+    from retrieval_ft import encode as encode_module
+    from retrieval_ft.encode import default_batch_size
+
+    assert [default_batch_size(tiny_model, k) for k in ("document", "query", "page")] == [16, 32, 32]
+    gpu = SimpleNamespace(device=SimpleNamespace(type="cuda"))
+    assert default_batch_size(gpu, "document") == 32
+    # the encoder passes each kind its own default: queries in batches of 32, documents of 16
+    seen: list[tuple[str, int]] = []
+    original = tiny_model.encode
+
+    def spy(inputs, batch_size, **kwargs):
+        seen.append((kwargs.get("prompt", ""), batch_size))
+        return original(inputs, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "encode", spy)
+    enc = encode_module.Encoder(tiny_model, EncodeConfig(progress=False, cache=False))
+    enc.encode_queries(["a query"])
+    enc.encode_documents(["a document"])
+    assert [bs for _, bs in seen] == [32, 16]
+    seen.clear()
+    encode_module.Encoder(tiny_model, EncodeConfig(batch_size=4, progress=False, cache=False)).encode_documents(["x"])
+    assert [bs for _, bs in seen] == [4]

@@ -67,6 +67,18 @@ def scifact_texts(n: int | None = None) -> list[str]:
     return [d.full_text for d in dataset.corpus.values()]
 
 
+def scifact_queries(n: int) -> list[str]:
+    """The first `n` SciFact queries (short texts); the demo catalog's queries when absent."""
+    path = SHARED / "scifact" / "queries.jsonl"
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line)["text"] for line, _ in zip(fh, range(n), strict=False)]
+    from retrieval_ft.data.demo import generate_demo
+
+    _, dataset = generate_demo()
+    return list(dataset.queries.values())[:n]
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -75,7 +87,9 @@ def save(name: str, figures: dict[str, Any], out: str | None = None) -> Path:
     """Write `figures` (with the machine and the command) to eval/results/perf/NAME.json."""
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, "command": " ".join(["python", *sys.argv]), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    script = Path(sys.argv[0]).resolve()
+    script_name = str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else sys.argv[0]
+    record = {"benchmark": name, "command": " ".join(["python", script_name, *sys.argv[1:]]), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": machine(), **figures}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from _common import save
 
 COMBINATIONS = 150  # of the page generator
 
@@ -68,6 +67,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="write the figures here (default eval/results/perf/pages.json)")
     args = parser.parse_args()
     if args.child:
         mode, data, model, n, bs = args.child
@@ -86,6 +86,8 @@ def main() -> None:
         rows = [_measure("lazy", data, model, args.small, args.batch_size),
                 _measure("lazy", data, model, args.large, args.batch_size),
                 _measure("eager", data, model, args.large, args.batch_size)]
+        # the batch size for pages: throughput and memory at the small size
+        by_batch = {bs: _measure("lazy", data, model, args.small, bs) for bs in (8, 16, 32, 64, 128)}
     print(f"\n{'how':<28}{'pages':>7}{'peak RSS MB':>13}{'growth MB':>11}{'pages/s':>9}")
     for r in rows:
         how = "retrieval-ft (lazy batches)" if r["mode"] == "lazy" else "baseline: decode all first"
@@ -100,6 +102,10 @@ def main() -> None:
           f"(growth {growth[1]:.0f} vs {growth[2]:.0f} MB)")
     print(f"throughput at {large['pages']} pages, lazy / baseline: "
           f"{(large['pages'] / large['seconds']) / (eager['pages'] / eager['seconds']):.2f}x")
+    print(f"\nby batch size ({args.small} pages): " + ", ".join(
+        f"{bs}: {r['pages'] / r['seconds']:.0f} pages/s, +{r['peak_rss_mb'] - r['rss_before_mb']:.0f} MB" for bs, r in by_batch.items()))
+    save("pages", {"rows": rows, "by_batch_size": {str(bs): r for bs, r in by_batch.items()}, "batch_size": args.batch_size,
+                   "model": "tiny CLIP (retrieval_ft.tiny_clip), untrained"}, args.json)
 
 
 if __name__ == "__main__":
