@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "finish it. Then build one index with `retrieval-ft index --shards OUT`.")
     en.add_argument("--model", required=True, help="model folder, hub id, or all-MiniLM-L6-v2 (bundled)")
     en.add_argument("--data", required=True, help="dataset whose corpus to encode (see evaluate --help)")
-    en.add_argument("--shard", default="0/1", metavar="I/N",
-                    help="encode shard I of N, counted from 0 as torchrun's RANK/WORLD_SIZE "
-                         "(e.g. --shard $RANK/$WORLD_SIZE; default 0/1: the whole corpus)")
+    en.add_argument("--shard", metavar="I/N",
+                    help="encode shard I of N, counted from 0 (default: under torchrun, this process's "
+                         "RANK/WORLD_SIZE, on its own GPU; else 0/1, the whole corpus)")
     en.add_argument("--out", required=True, help="folder for the shards (the same for every shard)")
     en.add_argument("--part-size", type=int, default=10_000,
                     help="documents per part file: the most a killed run loses (default 10000)")
@@ -312,11 +312,17 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    shard, n_shards = _parse_shard(args.shard)
+    from dataclasses import replace
+
+    from .shards import encode_shard, launched_shard
+
+    launched = launched_shard()
+    shard, n_shards = _parse_shard(args.shard) if args.shard else (launched.shard, launched.n_shards) if launched else (0, 1)
     config = _encode_config(args)
+    if launched and config.device is None and launched.device:
+        config = replace(config, device=launched.device)  # one GPU per process, as torchrun means
     from .data import load_dataset
     from .encode import Encoder
-    from .shards import encode_shard
 
     dataset = load_dataset(args.data, "drop" if args.drop_unknown_judgments else "error")
     info = encode_shard(Encoder(args.model, config), dataset, shard, n_shards, args.out, part_size=args.part_size)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -59,6 +60,30 @@ class ShardInfo:
     @property
     def manifest(self) -> Path:
         return self.folder / MANIFEST
+
+
+@dataclass(frozen=True)
+class LaunchedShard:
+    """The shard a launcher (torchrun, accelerate launch) assigns this process: RANK of WORLD_SIZE,
+    on the GPU numbered LOCAL_RANK when there are GPUs."""
+
+    shard: int
+    n_shards: int
+    device: str | None
+
+
+def launched_shard() -> LaunchedShard | None:
+    """This process's shard when a launcher started several processes; None otherwise."""
+    try:
+        size, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        return None
+    if size <= 1:
+        return None
+    import torch
+
+    return LaunchedShard(rank, size, f"cuda:{local}" if torch.cuda.is_available() else None)
 
 
 def shard_name(shard: int, n_shards: int) -> str:

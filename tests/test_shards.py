@@ -247,3 +247,23 @@ def test_cli_index_names_the_missing_shard(capsys, tiny_model_path: Path, tmp_pa
     assert main(["index", "--shards", str(tmp_path / "s"), "--out", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
     assert "shards 0/3, 2/3 missing (2 of 3)" in err and not (tmp_path / "idx").exists()
+
+
+def test_under_a_launcher_each_process_takes_its_rank_s_shard(capsys, monkeypatch: pytest.MonkeyPatch,
+                                                              tiny_model_path: Path, tmp_path: Path):
+    import torch
+
+    from retrieval_ft.shards import LaunchedShard, launched_shard
+
+    assert launched_shard() is None  # launched alone
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert launched_shard() == LaunchedShard(1, 2, "cuda:1")  # its own GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    beir = write_beir(tmp_path / "beir", n_docs=10)
+    assert main(["encode", "--model", str(tiny_model_path), "--data", str(beir), "--out", str(tmp_path / "s"),
+                 "--no-progress"]) == 0
+    assert "shard 1/2: 5 documents" in capsys.readouterr().out
+    assert (tmp_path / "s" / "shard-00001-of-00002" / "manifest.json").is_file()
