@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "done: run one shard per process or machine, and run a killed shard again to "
                                     "finish it. Then build one index with `retrieval-ft index --shards OUT`.")
     en.add_argument("--model", required=True, help="model folder, hub id, or all-MiniLM-L6-v2 (bundled)")
-    en.add_argument("--data", required=True, help="dataset whose corpus to encode (see evaluate --help)")
+    en.add_argument("--data", required=True,
+                    help="corpus to encode: a BEIR folder or corpus .jsonl (no queries or judgments needed), "
+                         "or any dataset (see evaluate --help)")
     en.add_argument("--shard", metavar="I/N",
                     help="encode shard I of N, counted from 0 (default: under torchrun, this process's "
                          "RANK/WORLD_SIZE, on its own GPU; else 0/1, the whole corpus)")
@@ -317,14 +319,18 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from .shards import encode_shard, launched_shard
 
     launched = launched_shard()
+    if launched and args.shard:
+        raise ConfigError(f"--shard {args.shard} under a launcher of {launched.n_shards} processes would have every "
+                          "process encode the same shard; leave --shard out (each process takes its RANK's shard) "
+                          "or run without the launcher.")
     shard, n_shards = _parse_shard(args.shard) if args.shard else (launched.shard, launched.n_shards) if launched else (0, 1)
     config = _encode_config(args)
     if launched and config.device is None and launched.device:
         config = replace(config, device=launched.device)  # one GPU per process, as torchrun means
-    from .data import load_dataset
+    from .data import load_corpus
     from .encode import Encoder
 
-    dataset = load_dataset(args.data, "drop" if args.drop_unknown_judgments else "error")
+    dataset = load_corpus(args.data, "drop" if args.drop_unknown_judgments else "error")
     info = encode_shard(Encoder(args.model, config), dataset, shard, n_shards, args.out, part_size=args.part_size)
     where = f"shard {shard}/{n_shards}: {info.rows:,} documents, {info.dim}-d, {info.parts} parts in {info.folder}"
     if info.already_complete:

@@ -80,7 +80,7 @@ class EncodeConfig:
 class IndexConfig:
     kind: IndexKind = IndexKind.AUTO
     # auto: exact search up to this many documents, IVF beyond. Exact search over 100,000 384-d
-    # vectors takes 5.5 ms a query on 2 cores (eval/results/performance.md), and grows linearly
+    # vectors takes 5-6 ms a query on 2 cores (eval/results/performance.md), and grows linearly
     exact_max_docs: int = 100_000
     # approximate kinds: search parameters left unset are raised until recall@10 against exact
     # search reaches this, on a sample of the corpus used as queries (reported in the sidecar)

@@ -78,8 +78,8 @@ def _page_signature(page: Page) -> str:
 
 def default_batch_size(model: Any, kind: str) -> int:
     """The batch size when none is set, measured per input kind ("query", "document", "page") on
-    a CPU (eval/results/performance.md): documents encode 3-8 % faster in batches of 16 than of 32
-    (less padding), short queries 7 % slower, so 16 for documents and 32 for queries; pages peak at
+    a CPU (eval/results/performance.md): documents encode 4-12 % faster in batches of 16 than of 32
+    (less padding), short queries 4-7 % slower, so 16 for documents and 32 for queries; pages peak at
     32-64 a batch, and 32 keeps fewer decoded pages in memory. On GPUs 32 for texts,
     sentence-transformers' default (not measured here)."""
     if kind == "document" and getattr(getattr(model, "device", None), "type", "cpu") == "cpu":

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._io import atomic_dir
 from .config import IndexConfig, IndexKind, Similarity
-from .errors import DataError, IndexMismatchError
+from .errors import ConfigError, DataError, IndexMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def new_index(kind: IndexKind, dim: int, similarity: Similarity, config: IndexCo
     if kind not in (IndexKind.IVF, IndexKind.IVFPQ):
         raise ValueError(f"cannot build an index of kind {kind.value!r}; resolve 'auto' first")
     if train_sample is None or len(train_sample) == 0:
-        raise ValueError(f"a {kind.value} index needs training vectors")
+        raise ConfigError(f"a {kind.value} index needs documents to train on; this corpus has none.")
     nlist = min(config.ivf_nlist or default_nlist(n_docs), len(train_sample))
     quantizer = faiss.IndexFlat(dim, metric)
     params: dict[str, Any] = {"nlist": nlist, "trained_on": int(len(train_sample))}
@@ -156,7 +156,11 @@ def new_index(kind: IndexKind, dim: int, similarity: Similarity, config: IndexCo
     else:
         pq_m = config.pq_m or default_pq_m(dim)
         if dim % pq_m:
-            raise ValueError(f"pq_m={pq_m} must divide the dimension {dim}")
+            divisors = [m for m in range(1, dim + 1) if dim % m == 0]
+            raise ConfigError(f"pq_m={pq_m} must divide the vector dimension {dim}; choose one of {divisors}.")
+        if len(train_sample) < 256:
+            raise ConfigError(f"an ivfpq index learns 256 codes per sub-vector and needs at least 256 documents "
+                              f"(about 10,000 for good codes); this corpus has {len(train_sample)}: use 'ivf' or 'flat'.")
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, metric)
         params["pq_m"] = pq_m
     index.train(np.ascontiguousarray(train_sample, dtype=np.float32))
@@ -171,30 +175,64 @@ def training_sample_size(kind: IndexKind, config: IndexConfig, n_docs: int) -> i
     return min(n_docs, want)
 
 
-def exact_neighbors(queries: np.ndarray, vectors: np.ndarray, k: int, similarity: Similarity) -> np.ndarray:
-    """(n_queries, k) positions of each query's exact top-k rows of `vectors` (n, dim), best first."""
+def exact_neighbors(queries: np.ndarray, vectors: np.ndarray, k: int,
+                    similarity: Similarity) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, positions), each (n_queries, k): each query's exact top-k rows of `vectors` (n, dim),
+    best first; scores are higher-is-better (negative squared distances for euclidean)."""
     faiss = _faiss()
-    _, positions = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32),
-                             np.ascontiguousarray(vectors, dtype=np.float32), k, metric=_metric(similarity))
-    return positions
+    scores, positions = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32),
+                                  np.ascontiguousarray(vectors, dtype=np.float32), k, metric=_metric(similarity))
+    return (-scores if similarity is Similarity.EUCLIDEAN else scores), positions
 
 
-def per_query_recall(approx: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, k: int) -> np.ndarray:
-    """(n_queries,) overlap of each query's approximate and exact top-k (positions), leaving out its
-    own row `exclude` (sample queries that are corpus vectors trivially find themselves)."""
-    out = np.ones(len(truth))
-    for i, (a, t) in enumerate(zip(approx, truth, strict=True)):
-        skip = -1 if exclude is None else exclude[i]
-        t_k = [p for p in t if p != skip and p >= 0][:k]
-        a_k = [p for p in a if p != skip and p >= 0][:k]
-        if t_k:
-            out[i] = len(set(a_k) & set(t_k)) / len(t_k)
+def true_scores(queries: np.ndarray, positions: np.ndarray, rows: Callable[[np.ndarray], np.ndarray],
+                similarity: Similarity) -> np.ndarray:
+    """(n_queries, depth) exact higher-is-better scores of the rows at `positions` (-1: -inf)."""
+    wanted = np.unique(positions[positions >= 0])
+    out = np.full(positions.shape, -np.inf, dtype=np.float64)
+    if not len(wanted):
+        return out
+    vectors = rows(wanted).astype(np.float64)  # (len(wanted), dim), in `wanted` order
+    where = np.searchsorted(wanted, np.where(positions >= 0, positions, wanted[0]))
+    for i, q in enumerate(np.asarray(queries, dtype=np.float64)):
+        picked = vectors[where[i]]
+        scores = -((picked - q) ** 2).sum(axis=1) if similarity is Similarity.EUCLIDEAN else picked @ q
+        out[i] = np.where(positions[i] >= 0, scores, -np.inf)
     return out
 
 
-def recall_at(approx: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, k: int) -> float:
+def per_query_recall(approx: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, k: int,
+                     approx_scores: np.ndarray | None = None, truth_scores: np.ndarray | None = None,
+                     tolerance: float = 1e-5) -> np.ndarray:
+    """(n_queries,) share of each query's exact top-k (positions) that the approximate top-k found,
+    leaving out its own row `exclude` (sample queries that are corpus vectors trivially find
+    themselves). With exact scores for both lists, a returned row that scores as high as the k-th
+    exact one (within `tolerance`) counts as found: among equal scores, which rows fill the last
+    places is arbitrary (duplicates), as in faiss's contrib/evaluation."""
+    out = np.ones(len(truth))
+    for i in range(len(truth)):
+        skip = -1 if exclude is None else exclude[i]
+        keep_t = [j for j, p in enumerate(truth[i]) if p != skip and p >= 0][:k]
+        keep_a = [j for j, p in enumerate(approx[i]) if p != skip and p >= 0][:k]
+        if not keep_t:
+            continue
+        exact = {int(truth[i][j]) for j in keep_t}
+        if approx_scores is None or truth_scores is None:
+            found = sum(int(approx[i][j]) in exact for j in keep_a)
+        else:
+            kth = truth_scores[i][keep_t[-1]]
+            found = sum(int(approx[i][j]) in exact or approx_scores[i][j] >= kth - tolerance * max(1.0, abs(kth))
+                        for j in keep_a)
+        out[i] = min(found, len(keep_t)) / len(keep_t)
+    return out
+
+
+def recall_at(approx: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, k: int,
+              approx_scores: np.ndarray | None = None, truth_scores: np.ndarray | None = None) -> float:
     """Mean recall@k of the approximate results against the exact ones (see `per_query_recall`)."""
-    return float(per_query_recall(approx, truth, exclude, k).mean()) if len(truth) else 1.0
+    if not len(truth):
+        return 1.0
+    return float(per_query_recall(approx, truth, exclude, k, approx_scores, truth_scores).mean())
 
 
 def _set_search_param(index: Any, kind: IndexKind, value: int) -> None:
@@ -206,13 +244,16 @@ def _set_search_param(index: Any, kind: IndexKind, value: int) -> None:
 
 def calibrate_search(index: Any, kind: IndexKind, queries: np.ndarray, truth: np.ndarray, *,
                      exclude: np.ndarray | None = None, target: float = 0.98, k: int = 10,
-                     fixed: int | None = None) -> dict[str, Any]:
+                     fixed: int | None = None, truth_scores: np.ndarray | None = None,
+                     rows: Callable[[np.ndarray], np.ndarray] | None = None,
+                     similarity: Similarity = Similarity.COSINE) -> dict[str, Any]:
     """Set the search parameter (HNSW efSearch, IVF nprobe) to the smallest value whose recall@k
     against the exact `truth` (n_queries, >= k positions) reaches `target`, and return what was
     measured. The target must be reached by the lower end of the 95 % interval of the mean (mean
     - 1.96 standard errors over the queries), so that other queries like these reach it too: on
     SciFact, values chosen on the mean alone gave 0.963-0.974 on held-out queries. With `fixed`,
-    that value is kept and only its recall is measured."""
+    that value is kept and only its recall is measured. With `truth_scores` and `rows` (positions
+    -> vectors), rows that tie the k-th exact score count as found (see `per_query_recall`)."""
     param = "ef_search" if kind is IndexKind.HNSW else "nprobe"
     limit = 4096 if kind is IndexKind.HNSW else index.nlist
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -224,13 +265,15 @@ def calibrate_search(index: Any, kind: IndexKind, queries: np.ndarray, truth: np
         if value not in measured:
             _set_search_param(index, kind, value)
             _, approx = index.search(queries, depth)
-            per_query = per_query_recall(approx, truth, exclude, k)
+            scored = truth_scores is not None and rows is not None
+            approx_scores = true_scores(queries, approx, rows, similarity) if scored else None
+            per_query = per_query_recall(approx, truth, exclude, k, approx_scores, truth_scores)
             spread = 1.96 * per_query.std(ddof=1) / np.sqrt(len(per_query)) if len(per_query) > 1 else 0.0
             measured[value] = (float(per_query.mean()), float(per_query.mean() - spread))
         return measured[value][1]
 
     if fixed is not None:
-        value = min(fixed, limit)
+        value = fixed if kind is IndexKind.HNSW else min(fixed, limit)  # nprobe cannot exceed nlist
         reached = recall(value) >= target
     else:
         # HNSW searches max(efSearch, k) candidates, so values below k are not worth trying
@@ -260,12 +303,13 @@ def calibrate_search(index: Any, kind: IndexKind, queries: np.ndarray, truth: np
 
 def finish_index(index: Any, kind: IndexKind, params: dict[str, Any], similarity: Similarity, config: IndexConfig,
                  ids: list[str], encoder: dict[str, Any] | None, *, rng: np.random.Generator,
-                 rows: Callable[[np.ndarray], np.ndarray], neighbors: Callable[[np.ndarray, int], np.ndarray],
+                 rows: Callable[[np.ndarray], np.ndarray],
+                 neighbors: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
                  queries: np.ndarray | None = None) -> VectorIndex:
     """Wrap a filled FAISS index as a VectorIndex, calibrating an approximate one first.
 
-    `rows(positions)` returns those corpus rows (n, dim) and `neighbors(queries, depth)` their
-    exact top-`depth` positions, so vectors held in memory and vectors read part by part from
+    `rows(positions)` returns the corpus rows at sorted `positions` (n, dim) and
+    `neighbors(queries, depth)` the queries' exact top-`depth` (scores, positions), so vectors held in memory and vectors read part by part from
     shards are calibrated the same way. The search parameter the config leaves unset is raised
     until recall@10 against exact search reaches `config.target_recall` on `queries` (real
     queries, the better sample) or else on a seeded sample of corpus rows, each leaving itself out.
@@ -289,8 +333,9 @@ def finish_index(index: Any, kind: IndexKind, params: dict[str, Any], similarity
             exclude = np.sort(rng.choice(n, min(config.calibration_queries, n), replace=False))
             sample, source, depth = rows(exclude), "corpus sample", k + 1
         fixed = config.hnsw_ef_search if kind is IndexKind.HNSW else config.ivf_nprobe
-        calibration = calibrate_search(index, kind, sample, neighbors(sample, depth), exclude=exclude,
-                                       target=config.target_recall, k=k, fixed=fixed)
+        truth_scores, truth = neighbors(sample, depth)
+        calibration = calibrate_search(index, kind, sample, truth, exclude=exclude, target=config.target_recall,
+                                       k=k, fixed=fixed, truth_scores=truth_scores, rows=rows, similarity=similarity)
         calibration["queries_from"] = source
         params[calibration["param"]] = calibration["value"]
         meta["calibration"] = calibration

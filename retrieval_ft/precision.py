@@ -60,7 +60,8 @@ def resolve_precision(requested: Precision | str | None, device: Any) -> Precisi
     if kind == "cuda":
         import torch
 
-        return Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP16
+        # native bf16 only (Ampere and later): older GPUs emulate it slowly, and take fp16
+        return Precision.BF16 if torch.cuda.is_bf16_supported(including_emulation=False) else Precision.FP16
     if kind == "cpu":
         return Precision.BF16 if cpu_has_native_bf16() else Precision.FP32
     return Precision.FP32  # mps and others: float32 is the safe choice

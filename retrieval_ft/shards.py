@@ -378,9 +378,11 @@ def _gather(parts: list[_Part], positions: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(rows))
 
 
-def _exact_neighbors(queries: np.ndarray, parts: list[_Part], k: int, similarity: Similarity) -> np.ndarray:
-    """(n_queries, k) global positions of each query's exact top-k rows over every part, best
-    first, reading one part at a time and keeping only the running top-k."""
+def _exact_neighbors(queries: np.ndarray, parts: list[_Part], k: int,
+                     similarity: Similarity) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, global positions), each (n_queries, k): each query's exact top-k rows over every
+    part, best first (scores higher-is-better), reading one part at a time and keeping only the
+    running top-k."""
     import faiss
 
     euclidean = similarity is Similarity.EUCLIDEAN
@@ -395,7 +397,7 @@ def _exact_neighbors(queries: np.ndarray, parts: list[_Part], k: int, similarity
         pos = np.concatenate([best_pos, positions + part.offset], axis=1)
         order = np.lexsort((pos, keys))[:, :k]  # per row: by score, then position
         best_keys, best_pos = np.take_along_axis(keys, order, 1), np.take_along_axis(pos, order, 1)
-    return best_pos
+    return -best_keys, best_pos
 
 
 def build_index_from_shards(folder: str | Path, config: IndexConfig | None = None, *,

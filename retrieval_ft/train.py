@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_dir, write_json_atomic
-from .config import EncodeConfig, Loss, Method, Precision, TrainConfig, to_dict
+from .config import EncodeConfig, IndexConfig, IndexKind, Loss, Method, Precision, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .data.pairs import is_pair_file, load_pairs
 from .encode import (
@@ -124,7 +124,9 @@ def mine_hard_negatives(pairs: Sequence[tuple[str, str]], qrels: Mapping[str, Ma
     that are not judged relevant for the query and score below (1 - relative_margin) x the
     positive's score (those above are likely unjudged positives), best first; as
     sentence-transformers' mine_hard_negatives does, but over cached embeddings."""
-    index = build_index(doc_vectors, doc_ids, similarity)
+    # exact search, as sentence-transformers' mining: an approximate index is calibrated for the
+    # top 10, not for the depth mining reads
+    index = build_index(doc_vectors, doc_ids, similarity, IndexConfig(kind=IndexKind.FLAT))
     row = {d: i for i, d in enumerate(doc_ids)}
     qids = sorted({q for q, _ in pairs})
     hits = dict(zip(qids, index.search(np.stack([query_vectors[q] for q in qids]), range_max + 1), strict=True))
@@ -455,6 +457,10 @@ def finetune(
 
     config = config or TrainConfig()
     encode = encode or EncodeConfig()
+    use_cpu = encode.device == "cpu" or not torch.cuda.is_available()
+    precision = resolve_precision(config.precision, "cpu" if use_cpu else "cuda")
+    if precision is Precision.FP16 and use_cpu:
+        raise ConfigError("precision 'fp16' trains on CUDA only; on a CPU use 'bf16' or 'fp32' (or 'auto').")
     world = join_world(encode.device)
     out = Path(out)
     ckpt_dir = out / CHECKPOINTS
@@ -488,7 +494,9 @@ def finetune(
     base = Encoder(model, encode)
     base_info = {"name": base.name, "path": base.path, "fingerprint": base.fingerprint}
     # checkpoints continue only the run that wrote them: its settings are kept beside them
-    run_settings = {"config": to_dict(config), "base_fingerprint": base.fingerprint,
+    # the precision it resolved to, not "auto": another machine's auto could switch it mid-run
+    run_settings = {"config": {k: v for k, v in to_dict(config).items() if k != "precision"},
+                    "precision": precision.value, "base_fingerprint": base.fingerprint,
                     "data_fingerprint": dataset.fingerprint(config.split),
                     "encode": {k: v for k, v in base.settings().items() if k != "precision"}}
     if resume and last is not None:
@@ -590,10 +598,6 @@ def finetune(
     total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
     eval_steps = max(1, min(total_steps, steps_per_epoch // config.evals_per_epoch or 1))
     show = encode.progress if encode.progress is not None else sys.stderr.isatty()
-    use_cpu = encode.device == "cpu" or not torch.cuda.is_available()
-    precision = resolve_precision(config.precision, "cpu" if use_cpu else "cuda")
-    if precision is Precision.FP16 and use_cpu:
-        raise ConfigError("precision 'fp16' trains on CUDA only; on a CPU use 'bf16' or 'fp32' (or 'auto').")
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,

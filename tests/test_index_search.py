@@ -11,7 +11,7 @@ import pytest
 from retrieval_ft.config import EncodeConfig, IndexConfig, IndexKind, Similarity
 from retrieval_ft.data import load_dataset
 from retrieval_ft.encode import Encoder
-from retrieval_ft.errors import DataError, IndexMismatchError
+from retrieval_ft.errors import ConfigError, DataError, IndexMismatchError
 from retrieval_ft.index import VectorIndex, build_index
 from retrieval_ft.search import Retriever
 
@@ -108,10 +108,14 @@ def test_ivfpq_reports_the_recall_its_codes_allow(caplog: pytest.LogCaptureFixtu
         index = build_index(docs, [str(i) for i in range(3000)], Similarity.COSINE, IndexConfig(kind="ivfpq", pq_m=4))
     calibration = index.meta["calibration"]
     assert index.meta["params"]["pq_m"] == 4 and index.index.pq.M == 4
-    if not calibration["reached"]:
-        assert "reaches only" in caplog.text
-        # stopped at a plateau, not at an exhaustive search of every cell
-        assert calibration["value"] < index.meta["params"]["nlist"]
+    # 4-byte codes of 32-d vectors cannot reach 0.98: said, and stopped at the plateau instead of
+    # searching every cell
+    assert not calibration["reached"] and "reaches only" in caplog.text
+    assert calibration["value"] < index.meta["params"]["nlist"]
+    with pytest.raises(ConfigError, match=r"pq_m=5 must divide the vector dimension 32; choose one of \[1, 2, 4, 8, 16, 32\]"):
+        build_index(docs, [str(i) for i in range(3000)], Similarity.COSINE, IndexConfig(kind="ivfpq", pq_m=5))
+    with pytest.raises(ConfigError, match="needs at least 256 documents .* this corpus has 100: use 'ivf' or 'flat'"):
+        build_index(docs[:100], [str(i) for i in range(100)], Similarity.COSINE, IndexConfig(kind="ivfpq"))
 
 
 def test_save_load_roundtrip_and_fingerprint_check(tmp_path: Path):
@@ -162,3 +166,23 @@ def test_equal_scores_are_ordered_by_doc_id():
     hits = build_index(docs, ids, Similarity.COSINE, IndexConfig(kind="flat")).search(docs[:1], 6)[0]
     assert [d for d, _ in hits[:4]] == ["a", "b", "c", "d"]
     assert hits[0][1] == hits[3][1] > hits[4][1]
+
+
+def test_rows_tied_with_the_kth_exact_score_count_as_found():
+    # every vector five times: which copies fill the last places of a top-10 is arbitrary
+    unique = _clustered(400, seed=11)
+    docs = np.repeat(unique, 5, axis=0)
+    index = build_index(docs, [str(i) for i in range(len(docs))], Similarity.COSINE, IndexConfig(kind="ivf"))
+    calibration = index.meta["calibration"]
+    assert calibration["reached"] and calibration["value"] < index.meta["params"]["nlist"]
+    # by hand: documents a, b, b (a copy); the exact top-2 holds a and one b, the approximate one the other b
+    from retrieval_ft.index import exact_neighbors, per_query_recall, true_scores
+
+    a, b = _vectors(2, seed=12)
+    docs = np.stack([a, b, b])
+    query = (a + 0.5 * b)[None]
+    scores, truth = exact_neighbors(query, docs, 2, Similarity.DOT)
+    approx = np.array([[0, 3 - truth[0, 1]]])  # a, then the b the exact search did not return
+    assert per_query_recall(approx, truth, None, 2).tolist() == [0.5]
+    approx_scores = true_scores(query, approx, docs.__getitem__, Similarity.DOT)
+    assert per_query_recall(approx, truth, None, 2, approx_scores, scores).tolist() == [1.0]

@@ -36,7 +36,8 @@ def test_auto_on_a_cpu_follows_native_bf16(no_env, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(("bf16", "expected"), [(True, Precision.BF16), (False, Precision.FP16)])
 def test_auto_on_cuda_prefers_bf16_then_fp16(no_env, monkeypatch: pytest.MonkeyPatch, bf16: bool, expected: Precision):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    # emulated bf16 (pre-Ampere GPUs) does not count: ask for native support only
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16 and not including_emulation)
     assert prec.resolve_precision("auto", "cuda:0") is expected
     assert prec.resolve_precision("auto", "mps") is Precision.FP32
 

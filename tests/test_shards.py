@@ -267,3 +267,24 @@ def test_under_a_launcher_each_process_takes_its_rank_s_shard(capsys, monkeypatc
                  "--no-progress"]) == 0
     assert "shard 1/2: 5 documents" in capsys.readouterr().out
     assert (tmp_path / "s" / "shard-00001-of-00002" / "manifest.json").is_file()
+
+
+def test_an_explicit_shard_under_a_launcher_is_refused(capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    code = main(["encode", "--model", "M", "--data", "D", "--out", str(tmp_path), "--shard", "0/2"])
+    assert code == 2 and "every process encode the same shard" in capsys.readouterr().err
+
+
+def test_encode_needs_only_a_corpus(capsys, tiny_model_path: Path, tmp_path: Path):
+    beir = write_beir(tmp_path / "beir", n_docs=12)
+    alone = tmp_path / "corpus-only"
+    alone.mkdir()
+    (alone / "corpus.jsonl").write_text((beir / "corpus.jsonl").read_text())
+    common = ["--model", str(tiny_model_path), "--no-progress", "--precision", "fp32"]
+    assert main(["encode", *common, "--data", str(alone), "--out", str(tmp_path / "a")]) == 0
+    assert main(["encode", *common, "--data", str(alone / "corpus.jsonl"), "--out", str(tmp_path / "b")]) == 0
+    assert main(["encode", *common, "--data", str(beir), "--out", str(tmp_path / "c")]) == 0
+    assert capsys.readouterr().out.count("shard 0/1: 12 documents") == 3
+    parts = [np.load(tmp_path / x / "shard-00000-of-00001" / "part-00000.npy") for x in "abc"]
+    assert np.array_equal(parts[0], parts[1]) and np.array_equal(parts[0], parts[2])

@@ -76,7 +76,7 @@ def main() -> None:
     import faiss
 
     from retrieval_ft.config import IndexConfig, Similarity
-    from retrieval_ft.index import build_index, exact_neighbors, recall_at
+    from retrieval_ft.index import build_index, exact_neighbors, recall_at, true_scores
 
     docs, queries = real_embeddings()
     calib, held_out = queries[: len(queries) // 2], queries[len(queries) // 2:]
@@ -86,7 +86,7 @@ def main() -> None:
     for n in [int(s) for s in args.sizes.split(",")]:
         vectors = grow(docs, n)
         ids = [str(i) for i in range(n)]
-        truth = exact_neighbors(held_out, vectors, 10, Similarity.COSINE)
+        truth_scores, truth = exact_neighbors(held_out, vectors, 10, Similarity.COSINE)
 
         plain = faiss.IndexFlatIP(vectors.shape[1])
         start = time.perf_counter()
@@ -105,7 +105,10 @@ def main() -> None:
             _, approx = built.index.search(held_out, 10)
             cal = built.meta.get("calibration", {})
             rows.append({"n": n, "kind": f"ours {kind}", "build_s": build_s, "qps": qps, "latency_ms": ms,
-                         "recall@10": recall_at(approx, truth, None, 10), "bytes": index_bytes(built.index),
+                         "recall@10": recall_at(approx, truth, None, 10,
+                                                true_scores(held_out, approx, vectors.__getitem__, Similarity.COSINE),
+                                                truth_scores),
+                         "bytes": index_bytes(built.index),
                          "params": built.meta["params"], "calibrated_recall@10": cal.get("recall@10"),
                          "peak_rss_mb": _common.peak_rss_mb()})
             del built

@@ -8,7 +8,7 @@ from ..errors import DataError
 from .build import Fields, UnknownIds
 from .dataset import Document, IRDataset, Qrels
 
-__all__ = ["Document", "Fields", "IRDataset", "Qrels", "UnknownIds", "load_dataset"]
+__all__ = ["Document", "Fields", "IRDataset", "Qrels", "UnknownIds", "load_corpus", "load_dataset"]
 
 SPEC_NAMES = ("retrieval-ft-data.yaml", "dataset.yaml")
 
@@ -19,6 +19,22 @@ LAYOUTS = (
     "a folder with corpus.parquet, queries.parquet and qrels/<split>.parquet; "
     "or a page folder (pages/ with images or PDFs, queries.jsonl, qrels/<split>.tsv)"
 )
+
+
+def load_corpus(path: str | Path, unknown_ids: UnknownIds | str = UnknownIds.ERROR) -> IRDataset:
+    """The documents alone, for encoding: a BEIR folder's `corpus.jsonl` (queries and judgments not
+    needed), a corpus `.jsonl` file, or else any dataset `load_dataset` reads (whose queries and
+    judgments come along)."""
+    from .beir import is_beir
+    from .build import build_corpus
+    from .records import read_jsonl
+
+    path = Path(path)
+    corpus_file = path / "corpus.jsonl" if is_beir(path) else path if path.is_file() and path.suffix.lower() == ".jsonl" else None
+    if corpus_file is None:
+        return load_dataset(path, unknown_ids)
+    return IRDataset(corpus=build_corpus(read_jsonl(corpus_file), corpus_file), queries={}, qrels={},
+                     source=str(path))
 
 
 def load_dataset(path: str | Path, unknown_ids: UnknownIds | str = UnknownIds.ERROR) -> IRDataset:
