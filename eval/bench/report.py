@@ -24,6 +24,11 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _by_number(values: dict) -> list:
+    """(key, value) pairs in numeric key order (JSON keys are strings)."""
+    return sorted(values.items(), key=lambda kv: float(kv[0]))
+
+
 def _machine(record: dict) -> str:
     m = record["machine"]
     bf16 = "native bf16 (AVX512-BF16/AMX)" if m["native_bf16"] else "no native bf16"
@@ -53,12 +58,12 @@ def encode_section(r: dict) -> list[str]:
                   f"(**{a['speedup']:.2f}x**; min cosine between the two {a['min_cosine']:.5f})."]
     if "docs_per_s_by_batch_size" in r:
         lines += ["", f"Defaults, in the default precision. Documents ({r['sweep_texts']}) a second by batch size: "
-                  + ", ".join(f"{bs}: {v:.1f}" for bs, v in r["docs_per_s_by_batch_size"].items())
+                  + ", ".join(f"{bs}: {v:.1f}" for bs, v in _by_number(r["docs_per_s_by_batch_size"]))
                   + (f"; queries ({r['sweep_queries']}) a second by batch size: "
-                     + ", ".join(f"{bs}: {v:.0f}" for bs, v in r["queries_per_s_by_batch_size"].items())
+                     + ", ".join(f"{bs}: {v:.0f}" for bs, v in _by_number(r["queries_per_s_by_batch_size"]))
                      if "queries_per_s_by_batch_size" in r else "")
                   + "; documents a second by torch threads: "
-                  + ", ".join(f"{n}: {v:.1f}" for n, v in r["docs_per_s_by_threads"].items()) + "."]
+                  + ", ".join(f"{n}: {v:.1f}" for n, v in _by_number(r["docs_per_s_by_threads"])) + "."]
     lines += [f"Command: `{r['command']}`", ""]
     return lines
 
@@ -153,7 +158,7 @@ def pages_section(r: dict) -> list[str]:
               f"ours at {large['pages']} / at {small['pages']} pages {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x.", "",
               f"By batch size ({small['pages']} pages): " + ", ".join(
                   f"{bs}: {row['pages'] / row['seconds']:.0f} pages/s (+{row['peak_rss_mb'] - row['rss_before_mb']:.0f} MB)"
-                  for bs, row in r["by_batch_size"].items()) + ".", "", f"Command: `{r['command']}`", ""]
+                  for bs, row in _by_number(r["by_batch_size"])) + ".", "", f"Command: `{r['command']}`", ""]
     return lines
 
 
