@@ -31,6 +31,7 @@ from .data import IRDataset, load_dataset
 from .encode import Encoder, Item, document_inputs
 from .errors import ConfigError, DataError
 from .index import VectorIndex, finish_index, new_index, resolve_kind, training_sample_size
+from .results import library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +268,7 @@ def encode_shard(encoder: Encoder, dataset: IRDataset | str | Path, shard: int, 
                         "and encode the shard again.")
     dim = dims.pop()
     manifest = {**plan, "rows": len(docs), "dim": dim, "dtype": "float32", "ids": ids,
+                "versions": library_versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "parts": [{"file": f"part-{p:05d}.npy", "rows": r["rows"], "sha256": r["sha256"]}  # type: ignore[index]
                           for p, r in enumerate(records)]}
     write_json_atomic(folder / MANIFEST, manifest)

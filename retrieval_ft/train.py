@@ -701,19 +701,44 @@ def finetune(
         "versions": library_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    def write() -> TrainResult:
+        with atomic_dir(out) as tmp:
+            final.save(str(tmp))
+            write_json_atomic(tmp / STAMP, stamp)
+        size = _folder_bytes(out)
+        stamp["artifact_bytes"] = size
+        write_json_atomic(out / STAMP, stamp)
+        return TrainResult(artifact=out, method=config.method.value, best_dev_ndcg=best, history=history,
+                           train_seconds=train_seconds, peak_memory_mb=peak, trainable_params=trainable,
+                           total_params=total, artifact_bytes=size, stamp=stamp)
+
+    # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);
+    # the others wait until it is complete, then report rank 0's run
+    return _written_by_main(world, write)
+
+
+@dataclass(frozen=True)
+class _MainFailed:
+    """What rank 0 sends the other processes when writing the artifact failed."""
+
+    error: str
+
+
+def _written_by_main(world: World, write: Any) -> Any:
+    """Rank 0 runs `write()`; every process returns its result. When it fails, rank 0 tells the
+    others before raising, so they stop at once with the reason instead of waiting for the
+    process group's timeout."""
     if not world.is_main:
-        # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);
-        # the others wait until it is complete, then report rank 0's run
-        return _from_main(world, None)
-    with atomic_dir(out) as tmp:
-        final.save(str(tmp))
-        write_json_atomic(tmp / STAMP, stamp)
-    size = _folder_bytes(out)
-    stamp["artifact_bytes"] = size
-    write_json_atomic(out / STAMP, stamp)
-    result = TrainResult(artifact=out, method=config.method.value, best_dev_ndcg=best, history=history,
-                         train_seconds=train_seconds, peak_memory_mb=peak, trainable_params=trainable,
-                         total_params=total, artifact_bytes=size, stamp=stamp)
+        got = _from_main(world, None)
+        if isinstance(got, _MainFailed):
+            raise RuntimeError(f"rank 0 failed to write the artifact ({got.error}); see its log.")
+        return got
+    try:
+        result = write()
+    except BaseException as exc:
+        if world.size > 1:
+            _from_main(world, _MainFailed(f"{type(exc).__name__}: {exc}"))
+        raise
     return _from_main(world, result)
 
 

@@ -59,18 +59,19 @@ def test_torchrun_cli_trains_one_artifact_with_gathered_negatives(tiny_model_pat
                     "--data", str(data_dir), "--out", "tuned", "--config", str(settings), "--method", "full",
                     "--lr", "5e-3", "--max-steps", "4", "--batch-size", "4", "--hard-negatives", "1", "--no-progress"],
                    cwd=runs)
-    assert res.returncode == 0, res.stderr[-4000:]
+    log = f"\nstdout:\n{res.stdout[-2000:]}\nstderr:\n{res.stderr[-4000:]}"  # shown with any failure below
+    assert res.returncode == 0, log
     # the two processes formed one world and the loss gathered across it
-    assert "2 processes (gloo): global batch 8 = 2 x 4 per process; in-batch negatives gathered" in res.stderr
+    assert "2 processes (gloo): global batch 8 = 2 x 4 per process; in-batch negatives gathered" in res.stderr, log
     stamp = json.loads((runs / "tuned" / STAMP).read_text())
     assert stamp["distributed"] == {"world_size": 2, "backend": "gloo", "global_batch_size": 8,
                                     "negatives_gathered": True}
     assert stamp["steps"] == 4 and stamp["config"]["batch_size"] == 4
     # one artifact, written once and cleanly: no temporary or displaced folders, no checkpoints left,
     # one summary (rank 1 reports nothing)
-    assert sorted(os.listdir(runs)) == ["tuned"]
-    assert not (runs / "tuned" / "checkpoints").exists()
-    assert res.stdout.count("full tuning done: tuned") == 1, res.stdout
+    assert sorted(os.listdir(runs)) == ["tuned"], log
+    assert not (runs / "tuned" / "checkpoints").exists(), log
+    assert res.stdout.count("full tuning done: tuned") == 1, log
 
     base = Encoder(str(tiny_model_path), ENC)
     tuned = Encoder(str(runs / "tuned"), ENC)
@@ -149,3 +150,26 @@ def test_processes_that_cannot_train_in_step_are_refused(tiny_model_path, data_d
     with pytest.raises(ConfigError, match="rank 1 sees checkpoint-3 but rank 0 sees none; .*every machine sees"):
         train.finetune(str(tiny_model_path), data_dir, TrainConfig(max_steps=1), tmp_path / "b", encode=ENC,
                        resume=True)
+
+
+def test_a_failure_on_rank_0_stops_the_other_processes(monkeypatch):
+    """Rank 0 tells the others when writing the artifact fails, instead of leaving them waiting
+    for the process group's timeout (the broadcast is faked in this process)."""
+    from retrieval_ft import train
+
+    sent: list = []
+    monkeypatch.setattr(train, "_from_main", lambda world, obj: sent.append(obj) or obj)
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        train._written_by_main(train.World(0, 2, "gloo"), disk_full)
+    assert isinstance(sent[-1], train._MainFailed) and "No space left on device" in sent[-1].error
+
+    monkeypatch.setattr(train, "_from_main", lambda world, obj: sent[-1])  # what rank 1 receives
+    with pytest.raises(RuntimeError, match=r"rank 0 failed to write the artifact \(OSError: .*No space left"):
+        train._written_by_main(train.World(1, 2, "gloo"), lambda: pytest.fail("only rank 0 writes"))
+
+    monkeypatch.setattr(train, "_from_main", lambda world, obj: obj)
+    assert train._written_by_main(train.World(0, 2, "gloo"), lambda: "result") == "result"

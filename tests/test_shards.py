@@ -31,6 +31,7 @@ def _vectors(folder: Path) -> tuple[list[str], np.ndarray]:
     ids, parts = [], []
     for manifest in sorted(folder.glob("shard-*/manifest.json")):
         m = json.loads(manifest.read_text())
+        assert m["versions"]["faiss-cpu"] and m["versions"]["sentence-transformers"] and m["written"].endswith("Z")
         ids += m["ids"]
         parts += [np.load(manifest.parent / p["file"]) for p in m["parts"]]
     return ids, np.concatenate(parts)
