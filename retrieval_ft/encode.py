@@ -316,25 +316,34 @@ class EmbeddingCache:
     def meta_path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
+    def read(self, key: str, n: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The (n, dim) float32 array and its record; raises OSError, ValueError, KeyError or
+        JSONDecodeError when either is missing, the checksum fails or the shape is not n rows."""
+        meta = json.loads(self.meta_path(key).read_text(encoding="utf-8"))
+        array_path = self.array_path(key)
+        if file_sha256(array_path) != meta["sha256"]:
+            raise ValueError("checksum mismatch")
+        vecs = np.load(array_path, allow_pickle=False)
+        if vecs.dtype != np.float32 or vecs.ndim != 2 or vecs.shape[0] != n:
+            raise ValueError(f"unexpected array {vecs.dtype} {vecs.shape}")
+        return vecs, meta
+
     def load(self, key: str, n: int) -> np.ndarray | None:
-        meta_path, array_path = self.meta_path(key), self.array_path(key)
-        if not meta_path.exists():
+        if not self.meta_path(key).exists():
             return None
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if file_sha256(array_path) != meta["sha256"]:
-                raise ValueError("checksum mismatch")
-            vecs = np.load(array_path, allow_pickle=False)
-            if vecs.dtype != np.float32 or vecs.ndim != 2 or vecs.shape[0] != n:
-                raise ValueError(f"unexpected array {vecs.dtype} {vecs.shape}")
+            return self.read(key, n)[0]
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            logger.warning("Embedding cache %s is corrupt (%s); re-encoding.", array_path, exc)
+            logger.warning("Embedding cache %s is corrupt (%s); re-encoding.", self.array_path(key), exc)
             return None
-        return vecs
 
-    def save(self, key: str, vecs: np.ndarray, info: dict[str, Any]) -> None:
+    def save(self, key: str, vecs: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
+        """Write the array, then its record (returned); a crash between them leaves no record,
+        so the array is never trusted."""
         with atomic_path(self.array_path(key)) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vecs, allow_pickle=False)
             digest = file_sha256(tmp)
-        write_json_atomic(self.meta_path(key), {"format": CACHE_FORMAT, "shape": list(vecs.shape), "sha256": digest, **info})
+        record = {"format": CACHE_FORMAT, "shape": list(vecs.shape), "sha256": digest, **info}
+        write_json_atomic(self.meta_path(key), record)
+        return record

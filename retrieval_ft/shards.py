@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_path, file_sha256, write_json_atomic
+from ._io import write_json_atomic
 from .config import IndexConfig, IndexKind, Similarity
 from .data import IRDataset, load_dataset
-from .encode import Encoder, Item, document_inputs
+from .encode import EmbeddingCache, Encoder, Item, document_inputs
 from .errors import ConfigError, DataError
 from .index import VectorIndex, finish_index, new_index, resolve_kind, training_sample_size
 from .results import library_versions
@@ -162,23 +162,22 @@ def _check_folder(out: Path, plan: dict[str, Any], own: Path) -> None:
             )
 
 
+def _part_key(index: int) -> str:
+    return f"part-{index:05d}"  # part-00000.npy with its record part-00000.json
+
+
 def _part_ok(folder: Path, index: int, rows: int, ids: Sequence[str]) -> dict[str, Any] | None:
     """The record of finished part `index` when its file is intact (rows, ids and checksum as
     recorded), else None (missing, or corrupt and to be encoded again)."""
-    array, record_path = folder / f"part-{index:05d}.npy", folder / f"part-{index:05d}.json"
-    if not record_path.is_file() or not array.is_file():
+    parts = EmbeddingCache(folder)
+    if not parts.meta_path(_part_key(index)).is_file() or not parts.array_path(_part_key(index)).is_file():
         return None
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record["rows"] != rows or record["first_id"] != ids[0] or record["last_id"] != ids[-1]:
-            raise ValueError(f"it holds {record['rows']} rows from {record['first_id']!r}, expected {rows} from {ids[0]!r}")
-        if file_sha256(array) != record["sha256"]:
-            raise ValueError("checksum mismatch")
-        shape = np.load(array, mmap_mode="r", allow_pickle=False).shape
-        if shape != (rows, record["dim"]):
-            raise ValueError(f"shape {shape}, expected ({rows}, {record['dim']})")
+        _, record = parts.read(_part_key(index), rows)
+        if record["first_id"] != ids[0] or record["last_id"] != ids[-1]:
+            raise ValueError(f"it holds rows from {record['first_id']!r}, expected from {ids[0]!r}")
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        logger.warning("%s is unusable (%s); encoding it again.", array, exc)
+        logger.warning("%s is unusable (%s); encoding it again.", parts.array_path(_part_key(index)), exc)
         return None
     return record
 
@@ -190,14 +189,9 @@ def _encode_part(encoder: Encoder, items: Sequence[Item], desc: str) -> np.ndarr
 
 def _save_part(folder: Path, index: int, vecs: np.ndarray, ids: Sequence[str]) -> dict[str, Any]:
     """Write the part and then its record, each atomically: a part without its record is redone."""
-    with atomic_path(folder / f"part-{index:05d}.npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, vecs, allow_pickle=False)
-        digest = file_sha256(tmp)
-    record = {"part": index, "rows": int(vecs.shape[0]), "dim": int(vecs.shape[1]), "dtype": "float32",
-              "sha256": digest, "first_id": ids[0], "last_id": ids[-1]}
-    write_json_atomic(folder / f"part-{index:05d}.json", record)
-    return record
+    return EmbeddingCache(folder).save(_part_key(index), vecs, {
+        "part": index, "rows": int(vecs.shape[0]), "dim": int(vecs.shape[1]), "dtype": "float32",
+        "first_id": ids[0], "last_id": ids[-1]})
 
 
 def encode_shard(encoder: Encoder, dataset: IRDataset | str | Path, shard: int, n_shards: int, out: str | Path,
@@ -269,7 +263,7 @@ def encode_shard(encoder: Encoder, dataset: IRDataset | str | Path, shard: int, 
     dim = dims.pop()
     manifest = {**plan, "rows": len(docs), "dim": dim, "dtype": "float32", "ids": ids,
                 "versions": library_versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "parts": [{"file": f"part-{p:05d}.npy", "rows": r["rows"], "sha256": r["sha256"]}  # type: ignore[index]
+                "parts": [{"file": f"{_part_key(p)}.npy", "rows": r["rows"], "sha256": r["sha256"]}  # type: ignore[index]
                           for p, r in enumerate(records)]}
     write_json_atomic(folder / MANIFEST, manifest)
     return ShardInfo(shard, n_shards, folder, len(docs), dim, len(bounds), done, len(todo), seconds, False)
