@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from ._launch import launch_env
 from .errors import ConfigError, RetrievalFTError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -281,7 +282,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = finetune(args.model, args.data, config, args.out, encode=encode, resume=args.resume,
                       unknown_ids="drop" if args.drop_unknown_judgments else "error")
-    if _launch_rank() != 0:  # every process returns the same result: rank 0 reports it
+    if launch_env().rank != 0:  # every process returns the same result: rank 0 reports it
         return EXIT_OK
     best = f"{result.best_dev_ndcg:.4f}" if result.best_dev_ndcg is not None else "n/a"
     print(f"{result.method} tuning done: {result.artifact}")
@@ -497,21 +498,13 @@ COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "evaluate": _cmd_evaluate, "tr
             "gate": _cmd_gate, "demo-data": _cmd_demo_data, "encode": _cmd_encode, "index": _cmd_index}
 
 
-def _launch_rank() -> int:
-    """This process's rank when a launcher (torchrun, accelerate launch) started several; else 0."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    rank = _launch_rank()
+    rank = launch_env().rank
     # under a launcher the other processes of `train` repeat rank 0's work and its warnings about
     # the data, so they log errors only; lines of every process but rank 0 carry their rank
     level = logging.INFO if args.verbose else logging.WARNING

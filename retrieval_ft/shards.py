@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._io import write_json_atomic
+from ._launch import launch_env
 from .config import IndexConfig, IndexKind, Similarity
 from .data import IRDataset, load_dataset
 from .encode import EmbeddingCache, Encoder, Item, document_inputs
@@ -75,16 +75,12 @@ class LaunchedShard:
 
 def launched_shard() -> LaunchedShard | None:
     """This process's shard when a launcher started several processes; None otherwise."""
-    try:
-        size, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-    except ValueError:
-        return None
-    if size <= 1:
+    launch = launch_env()
+    if launch.world_size <= 1:
         return None
     import torch
 
-    return LaunchedShard(rank, size, f"cuda:{local}" if torch.cuda.is_available() else None)
+    return LaunchedShard(launch.rank, launch.world_size, f"cuda:{launch.local_rank}" if torch.cuda.is_available() else None)
 
 
 def shard_name(shard: int, n_shards: int) -> str:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_dir, write_json_atomic
+from ._launch import launch_env
 from .config import EncodeConfig, IndexConfig, IndexKind, Loss, Method, Precision, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .data.pairs import is_pair_file, load_pairs
@@ -276,11 +277,7 @@ def join_world(device: str | None) -> World:
 
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
-    try:
-        size = int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        size = 1
-    if size <= 1:
+    if launch_env().world_size <= 1:
         return World()
     from accelerate import PartialState
 
