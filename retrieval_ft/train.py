@@ -674,7 +674,7 @@ def finetune(
         "artifact": kind.value,
         "method": config.method.value,
         "base": base_info,
-        "data": {"path": dataset.source, "split": config.split, "fingerprint": dataset.fingerprint(config.split),
+        "data": {"path": dataset.source, "split": config.split, "fingerprint": run_settings["data_fingerprint"],
                  "pairs": len(train_set), "hard_negatives": n_neg, "dev": tdata.dev_source,
                  "dev_corpus_size": len(dev_docs)},
         "config": to_dict(config),
