@@ -1,0 +1,44 @@
+"""Settings for each stage as frozen dataclasses, checked on construction; dicts/YAML map onto them.
+
+`base` holds the mapping machinery, `evaluation` the encode/index/eval settings, `training` the
+fine-tuning settings, `gate` the compare/gate rules, and `jobs` the `run` and `bench` configs that
+chain them. Everything is re-exported here: `from retrieval_ft.config import TrainConfig`.
+This package imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from .base import from_dict, load_yaml, to_dict
+from .evaluation import (
+    DEFAULT_METRICS,
+    METRIC_NAMES,
+    EncodeConfig,
+    EvalConfig,
+    ImageCheck,
+    IndexConfig,
+    IndexKind,
+    Precision,
+    Similarity,
+    check_metrics,
+)
+from .gate import CompareConfig, GateConfig, GateRules, StatTest
+from .jobs import (
+    GENERATED_DATA,
+    GENERATED_MODELS,
+    BenchConfig,
+    BenchMethod,
+    GuardSet,
+    RunConfig,
+    load_bench_config,
+    load_run_config,
+)
+from .training import DEFAULT_LR, HardNegatives, LoraSettings, Loss, Method, TrainConfig
+
+__all__ = [
+    "DEFAULT_LR", "DEFAULT_METRICS", "GENERATED_DATA", "GENERATED_MODELS", "METRIC_NAMES",
+    "BenchConfig", "BenchMethod", "CompareConfig", "EncodeConfig", "EvalConfig", "GateConfig", "GateRules",
+    "GuardSet", "HardNegatives", "ImageCheck", "IndexConfig", "IndexKind", "LoraSettings", "Loss", "Method",
+    "Precision", "RunConfig", "Similarity", "StatTest", "TrainConfig",
+    "check_metrics", "from_dict", "load_bench_config", "load_run_config",
+    "load_yaml", "to_dict",
+]
