@@ -30,7 +30,7 @@ from .config import IndexConfig, IndexKind, Similarity
 from .data import IRDataset, load_dataset
 from .encode import EmbeddingCache, Encoder, Item, document_inputs
 from .errors import ConfigError, DataError
-from .index import VectorIndex, finish_index, new_index, resolve_kind, training_sample_size
+from .index import VectorIndex, faiss_metric, finish_index, new_index, resolve_kind, training_sample_size
 from .results import library_versions
 
 logger = logging.getLogger(__name__)
@@ -378,7 +378,7 @@ def _exact_neighbors(queries: np.ndarray, parts: list[_Part], k: int,
     import faiss
 
     euclidean = similarity is Similarity.EUCLIDEAN
-    metric = faiss.METRIC_L2 if euclidean else faiss.METRIC_INNER_PRODUCT
+    metric = faiss_metric(similarity)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_keys = np.empty((len(queries), 0), dtype=np.float32)  # lower is better
     best_pos = np.empty((len(queries), 0), dtype=np.int64)
