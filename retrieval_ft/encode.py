@@ -136,9 +136,10 @@ def encode_items(model: SentenceTransformer, items: Sequence[Item], *, prompt: s
 def check_encodes_pages(model: Any) -> None:
     """Raise ConfigError unless `model` has an image tower."""
     try:
-        modalities = [str(m) for m in model.modalities]
-    except Exception:  # noqa: BLE001 - a model without the attribute is text-only
-        modalities = ["text"]
+        found = model.modalities
+    except AttributeError:  # a model without the attribute (older sentence-transformers, a plain module) is text-only
+        found = ["text"]
+    modalities = [str(m) for m in found]  # any other error in the model is its own, and surfaces
     if "image" not in modalities:
         raise ConfigError(
             f"the corpus has page images but this model encodes only {', '.join(modalities)}; use a multimodal "
