@@ -26,6 +26,7 @@ import numpy as np
 
 from ._io import atomic_path, cache_dir, file_digest, file_sha256, hash_strings, write_json_atomic
 from .config import EncodeConfig, Similarity
+from .data import PageRef
 from .errors import ConfigError
 from .models import document_side, fingerprint, load_model, model_source, read_stamp
 from .precision import autocast, resolve_precision
@@ -68,9 +69,10 @@ def document_inputs(docs: Sequence[Document], root: str | Path | None) -> list[I
 
 def _page_signature(page: Page) -> str:
     """The page's file content (and page number), for cache keys."""
-    path, _, number = page.path.rpartition("#p") if ".pdf#p" in page.path.lower() else (page.path, "", "")
+    ref = PageRef.parse(page.path)
+    file, number = (ref.path, str(ref.page)) if ref is not None else (page.path, "")
     try:
-        digest = file_digest(path)
+        digest = file_digest(file)
     except OSError:
         digest = "missing"  # reported by the loader when the page is encoded
     return f"page:{digest}:{number}"
