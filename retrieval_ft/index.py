@@ -20,6 +20,7 @@ import numpy as np
 
 from ._io import atomic_dir
 from .config import IndexConfig, IndexKind, Similarity
+from .data.records import check_unique_ids, json_field, json_ids, read_json_object
 from .errors import ConfigError, DataError, IndexMismatchError, where
 
 logger = logging.getLogger(__name__)
@@ -92,11 +93,7 @@ class VectorIndex:
         sidecar_path, index_file = folder / SIDECAR, folder / INDEX_FILE
         if not sidecar_path.is_file() or not index_file.is_file():
             raise DataError(f"{folder}: not an index folder (needs {INDEX_FILE} and {SIDECAR}); build one with Retriever.save().")
-        try:
-            data = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{sidecar_path}: corrupt index sidecar, not JSON ({exc}); rebuild the index.") from None
-        sidecar = Sidecar.from_dict(data, sidecar_path)
+        sidecar = Sidecar.from_dict(read_json_object(sidecar_path, _REBUILD), sidecar_path)
         built_by = sidecar.encoder
         if expect_fingerprint is not None and (built_by.get("document_fingerprint") or built_by.get("fingerprint")) != expect_fingerprint:
             raise IndexMismatchError(
@@ -112,17 +109,6 @@ class VectorIndex:
         return cls(index=index, ids=sidecar.ids, meta=sidecar.meta())
 
 
-def _check_unique_ids(ids: list[str], what: str) -> None:
-    """Raise DataError naming the first id that `ids` repeats."""
-    if len(set(ids)) == len(ids):
-        return
-    seen: set[str] = set()
-    for i in ids:
-        if i in seen:
-            raise DataError(f"{what}: id {i!r} appears more than once; document ids must be unique.")
-        seen.add(i)
-
-
 _REBUILD = "rebuild the index (Retriever.save, `retrieval-ft evaluate --save-index` or `retrieval-ft index`)"
 _OPTIONAL_STR = (str, type(None))
 # encoder fields that loading reads, and the JSON types each may hold
@@ -136,15 +122,7 @@ _KINDS = {IndexKind.FLAT: "IndexFlat", IndexKind.HNSW: "IndexHNSWFlat", IndexKin
 
 def _field(data: dict[str, Any], name: str, types: tuple[type, ...], path: Path, expected: str,
            label: str | None = None) -> Any:
-    """`data[name]` when it holds one of `types` (a bool is not an int), else DataError naming the
-    field (as `label`, when it is nested)."""
-    loc = where(path, field=label or name)
-    if name not in data:
-        raise DataError(f"{loc}: missing from the index sidecar; {_REBUILD}.")
-    value = data[name]
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise DataError(f"{loc}: expected {expected}, got {reprlib.repr(value)}; {_REBUILD}.")
-    return value
+    return json_field(data, name, types, expected, path=path, fix=_REBUILD, label=label)
 
 
 def _choice(data: dict[str, Any], name: str, choices: list[str], path: Path) -> str:
@@ -194,12 +172,7 @@ class Sidecar:
         dim = _field(data, "dim", (int,), path, "the vector dimension, a positive integer")
         if dim < 1:
             raise DataError(f"{where(path, field='dim')}: expected a positive integer, got {dim}; {_REBUILD}.")
-        ids = _field(data, "ids", (list,), path, "the list of document ids in index order")
-        bad = next((n for n, i in enumerate(ids) if not isinstance(i, str)), None)
-        if bad is not None:
-            raise DataError(f"{where(path, field='ids')}: every id must be a string, found {reprlib.repr(ids[bad])} "
-                            f"at position {bad}; {_REBUILD}.")
-        _check_unique_ids(ids, where(path, field="ids"))
+        ids = json_ids(data, "ids", path=path, fix=_REBUILD)
         if _field(data, "n_docs", (int,), path, "the number of ids") != len(ids):
             raise DataError(f"{where(path, field='n_docs')}: says {data['n_docs']} documents but 'ids' lists "
                             f"{len(ids)}; {_REBUILD}.")
@@ -477,7 +450,7 @@ def build_index(vectors: np.ndarray, ids: list[str], similarity: Similarity, con
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
         raise DataError(f"cannot index vectors of shape {vectors.shape} under {len(ids)} document ids; "
                         "pass one row (n_docs, dim) per id.")
-    _check_unique_ids(ids, "the document ids")
+    check_unique_ids(ids, "the document ids")
     n, dim = vectors.shape
     kind = resolve_kind(config, n)
     rng = np.random.default_rng(0)  # build_index_from_shards draws the same, so both build alike

@@ -28,8 +28,9 @@ from ._io import write_json_atomic
 from ._launch import launch_env
 from .config import IndexConfig, IndexKind, Similarity
 from .data import IRDataset, load_dataset
+from .data.records import check_unique_ids, json_field, json_ids, read_json_object
 from .encode import EmbeddingCache, Encoder, Item, document_inputs
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, where
 from .index import VectorIndex, faiss_metric, finish_index, new_index, resolve_kind, training_sample_size
 from .results import library_versions
 
@@ -108,13 +109,34 @@ def check_shard(shard: int, n_shards: int, n_docs: int | None = None) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); delete its shard folder ({path.parent}) and encode that "
-                        "shard again.") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object; delete {path.parent} and encode that shard again.")
+    """A shard's plan or manifest, after checking that every field this module reads has its type:
+    a hand-edited or truncated file is a DataError naming the file and the field."""
+    fix = f"delete its shard folder ({path.parent}) and encode that shard again"
+    data = read_json_object(path, fix)
+
+    def need(record: dict[str, Any], name: str, types: tuple[type, ...], expected: str, label: str | None = None) -> Any:
+        return json_field(record, name, types, expected, path=path, fix=fix, label=label)
+
+    for name in ("shard", "n_shards", "start", "stop", "part_size"):
+        need(data, name, (int,), "an integer")
+    corpus, encoder = need(data, "corpus", (dict,), "a mapping"), need(data, "encoder", (dict,), "a mapping")
+    need(corpus, "fingerprint", (str,), "a string", "corpus.fingerprint")
+    need(corpus, "n_docs", (int,), "an integer", "corpus.n_docs")
+    for name in ("fingerprint", "document_fingerprint", "similarity"):
+        need(encoder, name, (str,), "a string", f"encoder.{name}")
+    if encoder["similarity"] not in {s.value for s in Similarity}:
+        raise DataError(f"{where(path, field='encoder.similarity')}: unknown similarity {encoder['similarity']!r}; {fix}.")
+    if path.name == MANIFEST:
+        need(data, "dim", (int,), "an integer")
+        json_ids(data, "ids", path=path, fix=fix)
+        for n, part in enumerate(need(data, "parts", (list,), "a list of parts")):
+            if not isinstance(part, dict):
+                raise DataError(f"{where(path, field=f'parts[{n}]')}: expected a mapping, got {part!r}; {fix}.")
+            if Path(need(part, "file", (str,), "a file name", f"parts[{n}].file")).name != part["file"]:
+                raise DataError(f"{where(path, field=f'parts[{n}].file')}: {part['file']!r} is not a file in the "
+                                f"shard folder; {fix}.")
+            need(part, "rows", (int,), "an integer", f"parts[{n}].rows")
+            need(part, "sha256", (str,), "a string", f"parts[{n}].sha256")
     return data
 
 
@@ -407,6 +429,7 @@ def build_index_from_shards(folder: str | Path, config: IndexConfig | None = Non
     manifests = _load_manifests(folder)
     parts = _parts(folder, manifests)
     ids = [doc_id for m in manifests for doc_id in m["ids"]]
+    check_unique_ids(ids, f"{folder} (the shards' manifests)", "encode every shard from one corpus")
     first = manifests[0]
     encoder, dim, n = first["encoder"], int(first["dim"]), len(ids)
     similarity = Similarity(encoder["similarity"])
