@@ -125,6 +125,88 @@ def _chart(draw: Any, rng: random.Random, kind: str, box: tuple[int, int, int, i
             start += 360 * share
 
 
+Color = tuple[int, int, int]
+
+
+def _invoice(draw: Any, rng: random.Random, page: Page, color: Color, top: int, w: int, h: int) -> None:
+    draw.text((10, top), f"Date: 20{rng.randint(18, 26)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", fill=(60, 60, 60))
+    rows = rng.randint(4, 8)
+    y = top + 18
+    for _ in range(rows):
+        draw.text((10, y), f"item {rng.randint(10, 99)}", fill=(80, 80, 80))
+        draw.text((w - 60, y), f"{rng.randint(5, 999)}.00", fill=(80, 80, 80))
+        draw.line([(10, y + 13), (w - 10, y + 13)], fill=(210, 210, 210))
+        y += 16
+    draw.rectangle([w - 100, y + 6, w - 10, y + 26], outline=color, width=2)
+    draw.text((w - 95, y + 10), f"TOTAL {rng.randint(100, 9999)}", fill=(20, 20, 20))
+    stamp = {"paid": (40, 160, 60), "overdue": (210, 30, 30), "draft": (130, 130, 130)}[page.variant]
+    sy = rng.randint(h - 90, h - 60)
+    draw.rounded_rectangle([30, sy, 150, sy + 34], radius=6, outline=stamp, width=4)
+    draw.text((50, sy + 11), page.variant.upper(), fill=stamp)
+
+
+def _report(draw: Any, rng: random.Random, page: Page, color: Color, top: int, w: int, h: int) -> None:
+    _lines(draw, rng, 10, top, top + 50, w - 20)
+    _chart(draw, rng, page.variant, (20, top + 58, w - 20, top + 168), color)
+    _lines(draw, rng, 10, top + 178, h - 10, w - 20)
+
+
+def _slide(draw: Any, rng: random.Random, page: Page, color: Color, top: int, w: int, h: int) -> None:
+    for i in range(3):
+        y = top + 4 + i * 18
+        draw.ellipse([12, y + 3, 18, y + 9], fill=color)
+        draw.line([(24, y + 6), (24 + rng.randint(50, 100), y + 6)], fill=(120, 120, 120), width=3)
+    _chart(draw, rng, page.variant, (140, top, w - 12, h - 14), color)
+
+
+def _table(draw: Any, rng: random.Random, page: Page, color: Color, top: int, w: int, h: int) -> None:
+    cols = {"two": 2, "four": 4, "six": 6}[page.variant]
+    x0, x1 = 10, w - 10
+    rows = rng.randint(8, 13)
+    y0 = top + 4
+    row_h = 16
+    draw.rectangle([x0, y0, x1, y0 + row_h], fill=color)
+    for r in range(rows + 1):
+        draw.line([(x0, y0 + r * row_h), (x1, y0 + r * row_h)], fill=(110, 110, 110))
+    for c in range(cols + 1):
+        x = x0 + c * (x1 - x0) // cols
+        draw.line([(x, y0), (x, y0 + rows * row_h)], fill=(110, 110, 110), width=2)
+    for r in range(1, rows):
+        for c in range(cols):
+            x = x0 + c * (x1 - x0) // cols
+            draw.text((x + 3, y0 + r * row_h + 3), str(rng.randint(1, 99)), fill=(60, 60, 60))
+
+
+def _form(draw: Any, rng: random.Random, page: Page, color: Color, top: int, w: int, h: int) -> None:
+    y = top
+    for label in ("Name", "Address", "Phone"):
+        draw.text((10, y), label, fill=(60, 60, 60))
+        draw.rectangle([70, y - 2, w - 12, y + 12], outline=(120, 120, 120))
+        y += 22
+    if page.variant == "checkboxes":
+        for i in range(4):
+            by = y + 8 + i * 20
+            draw.rectangle([14, by, 28, by + 14], outline=(40, 40, 40), width=2)
+            if rng.random() < 0.5:
+                draw.line([(16, by + 7), (20, by + 12), (27, by + 1)], fill=color, width=2)
+            draw.line([(36, by + 7), (36 + rng.randint(60, 140), by + 7)], fill=(150, 150, 150), width=2)
+    elif page.variant == "a signature line":
+        _lines(draw, rng, 10, y + 6, y + 60, w - 20)
+        sy = h - 50
+        draw.line([(20, sy), (w - 40, sy)], fill=(30, 30, 30), width=2)
+        draw.text((20, sy + 4), "Signature", fill=(60, 60, 60))
+        pts = [(30 + i * 12, sy - 6 - rng.randint(0, 14)) for i in range(10)]
+        draw.line(pts, fill=(20, 40, 140), width=2)
+    else:
+        draw.rectangle([w - 100, y + 6, w - 14, y + 110], outline=(40, 40, 40), width=2, fill=(225, 225, 225))
+        draw.ellipse([w - 75, y + 24, w - 40, y + 59], fill=(170, 170, 170))
+        draw.rectangle([w - 85, y + 64, w - 30, y + 104], fill=(170, 170, 170))
+        _lines(draw, rng, 10, y + 10, h - 10, w - 130)
+
+
+_BODIES = {"invoice": _invoice, "report": _report, "slide": _slide, "table": _table, "form": _form}
+
+
 def render_page(page: Page) -> Any:
     """The page as an RGB PIL image; the same `page` always gives the same pixels."""
     Image, ImageDraw = _pil()
@@ -139,76 +221,11 @@ def render_page(page: Page) -> Any:
     draw.rectangle([0, 0, w, band], fill=color)
     _logo(draw, shape, (6, 4, 6 + band - 8, band - 4), tuple(min(255, c + 60) for c in color))
     draw.text((band + 4, band // 2 - 6), name.upper(), fill="white")
+    # every kind's title is drawn from the generator, whichever is used, so the pixels stay as they were
     title = {"invoice": f"INVOICE #{rng.randint(1000, 9999)}", "report": f"REPORT {rng.randint(2015, 2026)}",
              "slide": f"Q{rng.randint(1, 4)} RESULTS", "table": "SUMMARY TABLE", "form": "APPLICATION FORM"}[page.kind]
     draw.text((10, band + 6), title, fill=(20, 20, 20))
-    top = band + 24
-    if page.kind == "invoice":
-        draw.text((10, top), f"Date: 20{rng.randint(18, 26)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", fill=(60, 60, 60))
-        rows = rng.randint(4, 8)
-        y = top + 18
-        for _ in range(rows):
-            draw.text((10, y), f"item {rng.randint(10, 99)}", fill=(80, 80, 80))
-            draw.text((w - 60, y), f"{rng.randint(5, 999)}.00", fill=(80, 80, 80))
-            draw.line([(10, y + 13), (w - 10, y + 13)], fill=(210, 210, 210))
-            y += 16
-        draw.rectangle([w - 100, y + 6, w - 10, y + 26], outline=color, width=2)
-        draw.text((w - 95, y + 10), f"TOTAL {rng.randint(100, 9999)}", fill=(20, 20, 20))
-        stamp = {"paid": (40, 160, 60), "overdue": (210, 30, 30), "draft": (130, 130, 130)}[page.variant]
-        sy = rng.randint(h - 90, h - 60)
-        draw.rounded_rectangle([30, sy, 150, sy + 34], radius=6, outline=stamp, width=4)
-        draw.text((50, sy + 11), page.variant.upper(), fill=stamp)
-    elif page.kind == "report":
-        _lines(draw, rng, 10, top, top + 50, w - 20)
-        _chart(draw, rng, page.variant, (20, top + 58, w - 20, top + 168), color)
-        _lines(draw, rng, 10, top + 178, h - 10, w - 20)
-    elif page.kind == "slide":
-        for i in range(3):
-            y = top + 4 + i * 18
-            draw.ellipse([12, y + 3, 18, y + 9], fill=color)
-            draw.line([(24, y + 6), (24 + rng.randint(50, 100), y + 6)], fill=(120, 120, 120), width=3)
-        _chart(draw, rng, page.variant, (140, top, w - 12, h - 14), color)
-    elif page.kind == "table":
-        cols = {"two": 2, "four": 4, "six": 6}[page.variant]
-        x0, x1 = 10, w - 10
-        rows = rng.randint(8, 13)
-        y0 = top + 4
-        row_h = 16
-        draw.rectangle([x0, y0, x1, y0 + row_h], fill=color)
-        for r in range(rows + 1):
-            draw.line([(x0, y0 + r * row_h), (x1, y0 + r * row_h)], fill=(110, 110, 110))
-        for c in range(cols + 1):
-            x = x0 + c * (x1 - x0) // cols
-            draw.line([(x, y0), (x, y0 + rows * row_h)], fill=(110, 110, 110), width=2)
-        for r in range(1, rows):
-            for c in range(cols):
-                x = x0 + c * (x1 - x0) // cols
-                draw.text((x + 3, y0 + r * row_h + 3), str(rng.randint(1, 99)), fill=(60, 60, 60))
-    else:  # form
-        y = top
-        for label in ("Name", "Address", "Phone"):
-            draw.text((10, y), label, fill=(60, 60, 60))
-            draw.rectangle([70, y - 2, w - 12, y + 12], outline=(120, 120, 120))
-            y += 22
-        if page.variant == "checkboxes":
-            for i in range(4):
-                by = y + 8 + i * 20
-                draw.rectangle([14, by, 28, by + 14], outline=(40, 40, 40), width=2)
-                if rng.random() < 0.5:
-                    draw.line([(16, by + 7), (20, by + 12), (27, by + 1)], fill=color, width=2)
-                draw.line([(36, by + 7), (36 + rng.randint(60, 140), by + 7)], fill=(150, 150, 150), width=2)
-        elif page.variant == "a signature line":
-            _lines(draw, rng, 10, y + 6, y + 60, w - 20)
-            sy = h - 50
-            draw.line([(20, sy), (w - 40, sy)], fill=(30, 30, 30), width=2)
-            draw.text((20, sy + 4), "Signature", fill=(60, 60, 60))
-            pts = [(30 + i * 12, sy - 6 - rng.randint(0, 14)) for i in range(10)]
-            draw.line(pts, fill=(20, 40, 140), width=2)
-        else:
-            draw.rectangle([w - 100, y + 6, w - 14, y + 110], outline=(40, 40, 40), width=2, fill=(225, 225, 225))
-            draw.ellipse([w - 75, y + 24, w - 40, y + 59], fill=(170, 170, 170))
-            draw.rectangle([w - 85, y + 64, w - 30, y + 104], fill=(170, 170, 170))
-            _lines(draw, rng, 10, y + 10, h - 10, w - 130)
+    _BODIES.get(page.kind, _form)(draw, rng, page, color, band + 24, w, h)
     return img
 
 
