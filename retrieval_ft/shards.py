@@ -27,10 +27,10 @@ import numpy as np
 from ._io import write_json_atomic
 from ._launch import launch_env
 from .config import IndexConfig, IndexKind, Similarity
-from .data import IRDataset, load_dataset
+from .data import Document, IRDataset, load_dataset
 from .data.records import check_unique_ids, json_field, json_ids, read_json_object
 from .encode import EmbeddingCache, Encoder, Item, document_inputs
-from .errors import ConfigError, DataError, where
+from .errors import ConfigError, DataError, ModelError, where
 from .index import VectorIndex, faiss_metric, finish_index, new_index, resolve_kind, training_sample_size
 from .results import library_versions
 
@@ -212,6 +212,46 @@ def _save_part(folder: Path, index: int, vecs: np.ndarray, ids: Sequence[str]) -
         "first_id": ids[0], "last_id": ids[-1]})
 
 
+def _encode_missing(encoder: Encoder, docs: Sequence[Document], root: Path, bounds: list[tuple[int, int]],
+                    records: list[dict[str, Any] | None], folder: Path, desc: str) -> float:
+    """Encode and save each part whose record is None (filling in its record), one bar over the
+    shard's documents; returns the seconds spent encoding."""
+    show = encoder.config.progress if encoder.config.progress is not None else sys.stderr.isatty()
+    from tqdm.auto import tqdm
+
+    seconds = 0.0
+    initial = sum(b - a for p, (a, b) in enumerate(bounds) if records[p] is not None)
+    with tqdm(total=len(docs), initial=initial, desc=desc, unit="doc", disable=not show) as bar:
+        for p in [p for p, r in enumerate(records) if r is None]:
+            a, b = bounds[p]
+            t0 = time.perf_counter()
+            vecs = _encode_part(encoder, document_inputs(docs[a:b], root), f"Part {p + 1}/{len(bounds)}")
+            seconds += time.perf_counter() - t0
+            vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+            if vecs.ndim != 2 or vecs.shape[0] != b - a:
+                raise ModelError(f"the encoder returned vectors of shape {vecs.shape} for {b - a} documents; "
+                                 "it must return one row per document.")
+            records[p] = _save_part(folder, p, vecs, [d.id for d in docs[a:b]])
+            bar.update(b - a)
+    return seconds
+
+
+def _write_manifest(folder: Path, plan: dict[str, Any], ids: list[str], records: list[dict[str, Any] | None]) -> int:
+    """Write the finished shard's manifest (last, atomically: the shard is complete once it exists);
+    returns the vectors' dimension."""
+    dims = {int(r["dim"]) for r in records if r is not None}
+    if len(dims) != 1:
+        raise DataError(f"{folder}: its parts hold vectors of different sizes {sorted(dims)}; delete the folder "
+                        "and encode the shard again.")
+    dim = dims.pop()
+    manifest = {**plan, "rows": len(ids), "dim": dim, "dtype": "float32", "ids": ids,
+                "versions": library_versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "parts": [{"file": f"{_part_key(p)}.npy", "rows": r["rows"], "sha256": r["sha256"]}  # type: ignore[index]
+                          for p, r in enumerate(records)]}
+    write_json_atomic(folder / MANIFEST, manifest)
+    return dim
+
+
 def encode_shard(encoder: Encoder, dataset: IRDataset | str | Path, shard: int, n_shards: int, out: str | Path,
                  *, part_size: int = DEFAULT_PART_SIZE) -> ShardInfo:
     """Encode shard `shard` of `n_shards` (0-based, so torchrun's RANK and WORLD_SIZE fit as they are)
@@ -255,35 +295,8 @@ def encode_shard(encoder: Encoder, dataset: IRDataset | str | Path, shard: int, 
         logger.info("shard %d/%d: resuming; %d of %d parts already encoded, encoding parts %s",
                     shard, n_shards, done, len(bounds), ", ".join(str(p) for p in todo))
 
-    show = encoder.config.progress if encoder.config.progress is not None else sys.stderr.isatty()
-    from tqdm.auto import tqdm
-
-    seconds = 0.0
-    initial = sum(b - a for p, (a, b) in enumerate(bounds) if records[p] is not None)
-    with tqdm(total=len(docs), initial=initial, desc=f"Shard {shard}/{n_shards}", unit="doc",
-              disable=not show) as bar:
-        for p in todo:
-            a, b = bounds[p]
-            t0 = time.perf_counter()
-            vecs = _encode_part(encoder, document_inputs(docs[a:b], dataset.root),
-                                f"Part {p + 1}/{len(bounds)}")
-            seconds += time.perf_counter() - t0
-            vecs = np.ascontiguousarray(vecs, dtype=np.float32)
-            if vecs.ndim != 2 or vecs.shape[0] != b - a:
-                raise ValueError(f"the encoder returned {vecs.shape} vectors for {b - a} documents")
-            records[p] = _save_part(folder, p, vecs, ids[a:b])
-            bar.update(b - a)
-
-    dims = {int(r["dim"]) for r in records if r is not None}
-    if len(dims) != 1:
-        raise DataError(f"{folder}: its parts hold vectors of different sizes {sorted(dims)}; delete the folder "
-                        "and encode the shard again.")
-    dim = dims.pop()
-    manifest = {**plan, "rows": len(docs), "dim": dim, "dtype": "float32", "ids": ids,
-                "versions": library_versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "parts": [{"file": f"{_part_key(p)}.npy", "rows": r["rows"], "sha256": r["sha256"]}  # type: ignore[index]
-                          for p, r in enumerate(records)]}
-    write_json_atomic(folder / MANIFEST, manifest)
+    seconds = _encode_missing(encoder, docs, dataset.root, bounds, records, folder, f"Shard {shard}/{n_shards}")
+    dim = _write_manifest(folder, plan, ids, records)
     return ShardInfo(shard, n_shards, folder, len(docs), dim, len(bounds), done, len(todo), seconds, False)
 
 
