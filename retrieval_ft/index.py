@@ -94,13 +94,8 @@ class VectorIndex:
         if not sidecar_path.is_file() or not index_file.is_file():
             raise DataError(f"{folder}: not an index folder (needs {INDEX_FILE} and {SIDECAR}); build one with Retriever.save().")
         sidecar = Sidecar.from_dict(read_json_object(sidecar_path, _REBUILD), sidecar_path)
-        built_by = sidecar.encoder
-        if expect_fingerprint is not None and (built_by.get("document_fingerprint") or built_by.get("fingerprint")) != expect_fingerprint:
-            raise IndexMismatchError(
-                f"{folder}: this index was built by encoder {built_by.get('name')!r} (fingerprint "
-                f"{str(built_by.get('fingerprint'))[:12]}), not by the encoder given (fingerprint {expect_fingerprint[:12]}). "
-                "Rebuild the index with this encoder, or search with the encoder that built it."
-            )
+        if expect_fingerprint is not None:
+            check_built_by(sidecar.encoder, expect_fingerprint, f"{folder}: ")
         try:
             index = _faiss().read_index(str(index_file))
         except RuntimeError as exc:
@@ -202,6 +197,19 @@ class Sidecar:
         if index.metric_type != faiss_metric(self.similarity):
             raise DataError(f"{where(path, field='similarity')}: says {self.similarity.value!r}, which {INDEX_FILE} "
                             f"does not score by; {_REBUILD}.")
+
+
+def check_built_by(built_by: dict[str, Any], fingerprint: str, where: str = "", name: str = "the encoder given") -> None:
+    """Raise IndexMismatchError unless the encoder an index records (`built_by`, its sidecar's
+    `encoder`) has the document `fingerprint` of the encoder about to search it. An index that
+    records no fingerprint is not checked."""
+    recorded = built_by.get("document_fingerprint") or built_by.get("fingerprint")
+    if recorded is not None and recorded != fingerprint:
+        raise IndexMismatchError(
+            f"{where}this index was built by encoder {built_by.get('name')!r} (document fingerprint {recorded[:12]}), "
+            f"not by {name} ({fingerprint[:12]}); rebuild the index with this encoder, or search with the encoder "
+            "that built it."
+        )
 
 
 def resolve_kind(config: IndexConfig, n_docs: int) -> IndexKind:
