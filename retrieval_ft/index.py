@@ -2,7 +2,8 @@
 
 The sidecar (`index.json`) holds the encoder's name, fingerprint and settings, the dimension,
 metric, normalisation, index parameters and the document ids in index order; loading an index for
-a different encoder is refused. This module does not encode: it takes vectors.
+a different encoder is refused, and so is a sidecar that is not what `save` wrote or does not
+describe the FAISS file beside it (`Sidecar`). This module does not encode: it takes vectors.
 """
 
 from __future__ import annotations
@@ -199,14 +200,14 @@ class Sidecar:
                             f"does not score by; {_REBUILD}.")
 
 
-def check_built_by(built_by: dict[str, Any], fingerprint: str, where: str = "", name: str = "the encoder given") -> None:
+def check_built_by(built_by: dict[str, Any], fingerprint: str, prefix: str = "", name: str = "the encoder given") -> None:
     """Raise IndexMismatchError unless the encoder an index records (`built_by`, its sidecar's
     `encoder`) has the document `fingerprint` of the encoder about to search it. An index that
     records no fingerprint is not checked."""
     recorded = built_by.get("document_fingerprint") or built_by.get("fingerprint")
     if recorded is not None and recorded != fingerprint:
         raise IndexMismatchError(
-            f"{where}this index was built by encoder {built_by.get('name')!r} (document fingerprint {recorded[:12]}), "
+            f"{prefix}this index was built by encoder {built_by.get('name')!r} (document fingerprint {recorded[:12]}), "
             f"not by {name} ({fingerprint[:12]}); rebuild the index with this encoder, or search with the encoder "
             "that built it."
         )
