@@ -4,12 +4,15 @@ the file and the field, never a raw TypeError/KeyError and never wrong hits."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from retrieval_ft.config import Similarity
 from retrieval_ft.errors import DataError
@@ -138,3 +141,35 @@ def test_retriever_load_refuses_a_tampered_sidecar_before_loading_a_model(saved:
     with pytest.raises(DataError, match="index.json"):
         Retriever.load(folder, model="no/such-model")
 
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = ["format", "kind", "similarity", "dim", "ids", "n_docs", "params", "encoder", "normalized", "chosen",
+          "encoder.fingerprint", "encoder.document_fingerprint", "encoder.name", "encoder.max_seq_length"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(FIELDS), value=json_values)
+def test_any_value_in_any_field_is_refused_or_searches_as_built(saved: Path, key: str, value: Any):
+    """Fuzzed: a sidecar with any JSON value in any field raises DataError, or loads and returns the
+    hits the untampered index returns (never other hits, never another error)."""
+    queries = np.random.default_rng(1).standard_normal((3, DIM)).astype(np.float32)
+    expected = VectorIndex.load(saved).search(queries, 5)
+
+    def edit(sidecar: dict[str, Any]) -> Any:
+        parent, _, name = key.rpartition(".")
+        (sidecar[parent] if parent else sidecar)[name] = value
+        return sidecar
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _tamper(saved, Path(tmp) / "idx", edit)
+        try:
+            loaded = VectorIndex.load(folder)
+        except DataError as exc:
+            assert str(folder / "index.json") in str(exc)
+            return
+        assert loaded.search(queries, 5) == expected
