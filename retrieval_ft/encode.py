@@ -26,6 +26,7 @@ import numpy as np
 
 from ._io import atomic_path, cache_dir, file_digest, file_sha256, hash_strings, write_json_atomic
 from .config import EncodeConfig, Similarity
+from .data import PageRef
 from .errors import ConfigError
 from .models import document_side, fingerprint, load_model, model_source, read_stamp
 from .precision import autocast, resolve_precision
@@ -68,9 +69,10 @@ def document_inputs(docs: Sequence[Document], root: str | Path | None) -> list[I
 
 def _page_signature(page: Page) -> str:
     """The page's file content (and page number), for cache keys."""
-    path, _, number = page.path.rpartition("#p") if ".pdf#p" in page.path.lower() else (page.path, "", "")
+    ref = PageRef.parse(page.path)
+    file, number = (ref.path, str(ref.page)) if ref is not None else (page.path, "")
     try:
-        digest = file_digest(path)
+        digest = file_digest(file)
     except OSError:
         digest = "missing"  # reported by the loader when the page is encoded
     return f"page:{digest}:{number}"
@@ -136,9 +138,10 @@ def encode_items(model: SentenceTransformer, items: Sequence[Item], *, prompt: s
 def check_encodes_pages(model: Any) -> None:
     """Raise ConfigError unless `model` has an image tower."""
     try:
-        modalities = [str(m) for m in model.modalities]
-    except Exception:  # noqa: BLE001 - a model without the attribute is text-only
-        modalities = ["text"]
+        found = model.modalities
+    except AttributeError:  # a model without the attribute (older sentence-transformers, a plain module) is text-only
+        found = ["text"]
+    modalities = [str(m) for m in found]  # any other error in the model is its own, and surfaces
     if "image" not in modalities:
         raise ConfigError(
             f"the corpus has page images but this model encodes only {', '.join(modalities)}; use a multimodal "

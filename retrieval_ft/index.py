@@ -2,7 +2,8 @@
 
 The sidecar (`index.json`) holds the encoder's name, fingerprint and settings, the dimension,
 metric, normalisation, index parameters and the document ids in index order; loading an index for
-a different encoder is refused. This module does not encode: it takes vectors.
+a different encoder is refused, and so is a sidecar that is not what `save` wrote or does not
+describe the FAISS file beside it (`Sidecar`). This module does not encode: it takes vectors.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,8 @@ import numpy as np
 
 from ._io import atomic_dir
 from .config import IndexConfig, IndexKind, Similarity
-from .errors import ConfigError, DataError, IndexMismatchError
+from .data.records import check_unique_ids, json_field, json_ids, read_json_object
+from .errors import ConfigError, DataError, IndexMismatchError, where
 
 logger = logging.getLogger(__name__)
 
@@ -76,36 +79,138 @@ class VectorIndex:
         faiss = _faiss()
         with atomic_dir(folder) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
-            sidecar = {**self.meta, "format": FORMAT, "n_docs": len(self.ids), "dim": int(self.index.d), "ids": self.ids}
-            (tmp / SIDECAR).write_text(json.dumps(sidecar, sort_keys=True) + "\n", encoding="utf-8")
+            sidecar = Sidecar.from_dict({**self.meta, "format": FORMAT, "n_docs": len(self.ids), "dim": int(self.index.d),
+                                         "ids": self.ids}, folder / SIDECAR)  # only what `load` accepts
+            (tmp / SIDECAR).write_text(json.dumps(sidecar.to_dict(), sort_keys=True) + "\n", encoding="utf-8")
         return folder
 
     @classmethod
     def load(cls, folder: str | Path, expect_fingerprint: str | None = None) -> VectorIndex:
-        """Read an index; `expect_fingerprint` (an encoder's document fingerprint) must match its builder's."""
+        """Read an index; `expect_fingerprint` (an encoder's document fingerprint) must match its builder's.
+
+        A sidecar that is not what `save` writes, or that does not describe the FAISS file beside it,
+        raises DataError naming the file and the field (see `Sidecar`)."""
         folder = Path(folder)
-        sidecar, index_file = folder / SIDECAR, folder / INDEX_FILE
-        if not sidecar.is_file() or not index_file.is_file():
+        sidecar_path, index_file = folder / SIDECAR, folder / INDEX_FILE
+        if not sidecar_path.is_file() or not index_file.is_file():
             raise DataError(f"{folder}: not an index folder (needs {INDEX_FILE} and {SIDECAR}); build one with Retriever.save().")
-        try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-            ids = meta.pop("ids")
-        except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
-            raise DataError(f"{sidecar}: corrupt index sidecar ({exc}); rebuild the index.") from None
-        built_by = meta.get("encoder", {})
-        if expect_fingerprint is not None and (built_by.get("document_fingerprint") or built_by.get("fingerprint")) != expect_fingerprint:
-            raise IndexMismatchError(
-                f"{folder}: this index was built by encoder {built_by.get('name')!r} (fingerprint "
-                f"{str(built_by.get('fingerprint'))[:12]}), not by the encoder given (fingerprint {expect_fingerprint[:12]}). "
-                "Rebuild the index with this encoder, or search with the encoder that built it."
-            )
+        sidecar = Sidecar.from_dict(read_json_object(sidecar_path, _REBUILD), sidecar_path)
+        if expect_fingerprint is not None:
+            check_built_by(sidecar.encoder, expect_fingerprint, f"{folder}: ")
         try:
             index = _faiss().read_index(str(index_file))
         except RuntimeError as exc:
             raise DataError(f"{index_file}: cannot be read as a FAISS index ({str(exc).splitlines()[0]}); rebuild it.") from None
-        if index.ntotal != len(ids):
-            raise DataError(f"{folder}: the index holds {index.ntotal} vectors but the sidecar lists {len(ids)} ids; rebuild it.")
-        return cls(index=index, ids=ids, meta=meta)
+        sidecar.check_describes(index, sidecar_path)
+        return cls(index=index, ids=sidecar.ids, meta=sidecar.meta())
+
+
+_REBUILD = "rebuild the index (Retriever.save, `retrieval-ft evaluate --save-index` or `retrieval-ft index`)"
+_OPTIONAL_STR = (str, type(None))
+# encoder fields that loading reads, and the JSON types each may hold
+_ENCODER_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": _OPTIONAL_STR, "path": _OPTIONAL_STR, "fingerprint": _OPTIONAL_STR, "document_fingerprint": _OPTIONAL_STR,
+    "query_prompt": _OPTIONAL_STR, "document_prompt": _OPTIONAL_STR, "max_seq_length": (int, type(None)),
+}
+_KINDS = {IndexKind.FLAT: "IndexFlat", IndexKind.HNSW: "IndexHNSWFlat", IndexKind.IVF: "IndexIVFFlat",
+          IndexKind.IVFPQ: "IndexIVFPQ"}  # the FAISS class each kind of index is built as
+
+
+def _field(data: dict[str, Any], name: str, types: tuple[type, ...], path: Path, expected: str,
+           label: str | None = None) -> Any:
+    return json_field(data, name, types, expected, path=path, fix=_REBUILD, label=label)
+
+
+def _choice(data: dict[str, Any], name: str, choices: list[str], path: Path) -> str:
+    value = _field(data, name, (str,), path, f"one of {', '.join(choices)}")
+    if value not in choices:
+        raise DataError(f"{where(path, field=name)}: unknown {name} {reprlib.repr(value)}; expected one of "
+                        f"{', '.join(choices)}; {_REBUILD}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """`index.json`, what `VectorIndex.save` writes beside `index.faiss`: what built the index and
+    its document ids in index order. The JSON keys are the ones users read; `extra` keeps the
+    others (chosen, calibration, built_from) as they were written."""
+
+    kind: IndexKind
+    similarity: Similarity
+    dim: int
+    ids: list[str]
+    params: dict[str, Any]
+    encoder: dict[str, Any]
+    normalized: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        """Every key but `ids`: `VectorIndex.meta`."""
+        return {**self.extra, "format": FORMAT, "kind": self.kind.value, "similarity": self.similarity.value,
+                "dim": self.dim, "n_docs": len(self.ids), "params": self.params, "encoder": self.encoder,
+                "normalized": self.normalized}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.meta(), "ids": self.ids}
+
+    @classmethod
+    def from_dict(cls, data: object, path: Path) -> Sidecar:
+        """The sidecar read from `path`; anything `save` would not have written raises DataError
+        naming `path` and the field."""
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: expected a JSON object (the index sidecar), got {type(data).__name__}; {_REBUILD}.")
+        fmt = _field(data, "format", (int,), path, f"format {FORMAT}")
+        if fmt != FORMAT:
+            raise DataError(f"{where(path, field='format')}: unknown format {fmt!r}; this version reads format "
+                            f"{FORMAT}; {_REBUILD}.")
+        kind = IndexKind(_choice(data, "kind", [k.value for k in _KINDS], path))
+        similarity = Similarity(_choice(data, "similarity", [s.value for s in Similarity], path))
+        dim = _field(data, "dim", (int,), path, "the vector dimension, a positive integer")
+        if dim < 1:
+            raise DataError(f"{where(path, field='dim')}: expected a positive integer, got {dim}; {_REBUILD}.")
+        ids = json_ids(data, "ids", path=path, fix=_REBUILD)
+        if _field(data, "n_docs", (int,), path, "the number of ids") != len(ids):
+            raise DataError(f"{where(path, field='n_docs')}: says {data['n_docs']} documents but 'ids' lists "
+                            f"{len(ids)}; {_REBUILD}.")
+        encoder = _field(data, "encoder", (dict,), path, "a mapping describing the encoder")
+        for name, types in _ENCODER_FIELDS.items():
+            if name in encoder:
+                _field(encoder, name, types, path, "a string" if types is _OPTIONAL_STR else "an integer", f"encoder.{name}")
+        known = {"format", "kind", "similarity", "dim", "ids", "n_docs", "params", "encoder", "normalized"}
+        return cls(kind=kind, similarity=similarity, dim=dim, ids=ids,
+                   params=_field(data, "params", (dict,), path, "a mapping of index parameters"), encoder=encoder,
+                   normalized=_field(data, "normalized", (bool,), path, "true or false"),
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    def check_describes(self, index: Any, path: Path) -> None:
+        """Raise DataError unless this sidecar describes the FAISS `index` read beside it: as many
+        vectors as ids, of `dim`, in an index of `kind` scored by `similarity`'s metric."""
+        faiss = _faiss()
+        if index.ntotal != len(self.ids):
+            raise DataError(f"{where(path, field='ids')}: lists {len(self.ids)} ids but {INDEX_FILE} holds "
+                            f"{index.ntotal} vectors; {_REBUILD}.")
+        if index.d != self.dim:
+            raise DataError(f"{where(path, field='dim')}: says {self.dim}-d vectors but {INDEX_FILE} holds "
+                            f"{index.d}-d; {_REBUILD}.")
+        if not isinstance(index, getattr(faiss, _KINDS[self.kind])):
+            raise DataError(f"{where(path, field='kind')}: says {self.kind.value!r} but {INDEX_FILE} is a "
+                            f"{type(index).__name__}; {_REBUILD}.")
+        if index.metric_type != faiss_metric(self.similarity):
+            raise DataError(f"{where(path, field='similarity')}: says {self.similarity.value!r}, which {INDEX_FILE} "
+                            f"does not score by; {_REBUILD}.")
+
+
+def check_built_by(built_by: dict[str, Any], fingerprint: str, prefix: str = "", name: str = "the encoder given") -> None:
+    """Raise IndexMismatchError unless the encoder an index records (`built_by`, its sidecar's
+    `encoder`) has the document `fingerprint` of the encoder about to search it. An index that
+    records no fingerprint is not checked."""
+    recorded = built_by.get("document_fingerprint") or built_by.get("fingerprint")
+    if recorded is not None and recorded != fingerprint:
+        raise IndexMismatchError(
+            f"{prefix}this index was built by encoder {built_by.get('name')!r} (document fingerprint {recorded[:12]}), "
+            f"not by {name} ({fingerprint[:12]}); rebuild the index with this encoder, or search with the encoder "
+            "that built it."
+        )
 
 
 def resolve_kind(config: IndexConfig, n_docs: int) -> IndexKind:
@@ -116,7 +221,8 @@ def resolve_kind(config: IndexConfig, n_docs: int) -> IndexKind:
     return IndexKind.FLAT if n_docs <= config.exact_max_docs else IndexKind.IVF
 
 
-def _metric(similarity: Similarity) -> int:
+def faiss_metric(similarity: Similarity) -> int:
+    """The FAISS metric that scores `similarity`: L2 for euclidean, inner product otherwise."""
     faiss = _faiss()
     return faiss.METRIC_L2 if similarity is Similarity.EUCLIDEAN else faiss.METRIC_INNER_PRODUCT
 
@@ -136,7 +242,7 @@ def new_index(kind: IndexKind, dim: int, similarity: Similarity, config: IndexCo
     """An empty FAISS index of `kind` (not auto), trained on `train_sample` (n, dim) when it needs
     training, and its build parameters. Vectors are added by the caller, in one go or shard by shard."""
     faiss = _faiss()
-    metric = _metric(similarity)
+    metric = faiss_metric(similarity)
     if kind is IndexKind.FLAT:
         return faiss.IndexFlat(dim, metric), {}
     if kind is IndexKind.HNSW:
@@ -145,7 +251,7 @@ def new_index(kind: IndexKind, dim: int, similarity: Similarity, config: IndexCo
         index.hnsw.efSearch = config.hnsw_ef_search or 128
         return index, {"m": config.hnsw_m, "ef_construction": config.hnsw_ef_construction}
     if kind not in (IndexKind.IVF, IndexKind.IVFPQ):
-        raise ValueError(f"cannot build an index of kind {kind.value!r}; resolve 'auto' first")
+        raise ConfigError(f"cannot build an index of kind {kind.value!r}; resolve 'auto' first (resolve_kind).")
     if train_sample is None or len(train_sample) == 0:
         raise ConfigError(f"a {kind.value} index needs documents to train on; this corpus has none.")
     nlist = min(config.ivf_nlist or default_nlist(n_docs), len(train_sample))
@@ -181,7 +287,7 @@ def exact_neighbors(queries: np.ndarray, vectors: np.ndarray, k: int,
     best first; scores are higher-is-better (negative squared distances for euclidean)."""
     faiss = _faiss()
     scores, positions = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32),
-                                  np.ascontiguousarray(vectors, dtype=np.float32), k, metric=_metric(similarity))
+                                  np.ascontiguousarray(vectors, dtype=np.float32), k, metric=faiss_metric(similarity))
     return (-scores if similarity is Similarity.EUCLIDEAN else scores), positions
 
 
@@ -351,9 +457,9 @@ def build_index(vectors: np.ndarray, ids: list[str], similarity: Similarity, con
     config = config or IndexConfig()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
-        raise ValueError(f"vectors {vectors.shape} do not match {len(ids)} ids")
-    if len(set(ids)) != len(ids):
-        raise ValueError("document ids must be unique")
+        raise DataError(f"cannot index vectors of shape {vectors.shape} under {len(ids)} document ids; "
+                        "pass one row (n_docs, dim) per id.")
+    check_unique_ids(ids, "the document ids")
     n, dim = vectors.shape
     kind = resolve_kind(config, n)
     rng = np.random.default_rng(0)  # build_index_from_shards draws the same, so both build alike

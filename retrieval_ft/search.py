@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import EncodeConfig, IndexConfig, Similarity
+from .config import EncodeConfig, IndexConfig
 from .data import IRDataset
 from .encode import CorpusEmbeddings, Encoder
 from .errors import IndexMismatchError
-from .index import VectorIndex, build_index
+from .index import VectorIndex, build_index, check_built_by
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,13 +33,7 @@ class Hit:
 
 class Retriever:
     def __init__(self, encoder: Encoder, index: VectorIndex) -> None:
-        meta = index.meta.get("encoder", {})
-        built_by = meta.get("document_fingerprint") or meta.get("fingerprint")
-        if built_by is not None and built_by != encoder.document_fingerprint:
-            raise IndexMismatchError(
-                f"this index was built by encoder {meta.get('name')!r} (document fingerprint {built_by[:12]}), "
-                f"not by {encoder.name!r} ({encoder.document_fingerprint[:12]}); rebuild the index with this encoder."
-            )
+        check_built_by(index.meta.get("encoder", {}), encoder.document_fingerprint, name=repr(encoder.name))
         if index.similarity is not encoder.similarity:
             raise IndexMismatchError(
                 f"this index scores by {index.similarity.value} but the encoder uses {encoder.similarity.value}."
@@ -79,7 +73,7 @@ class Retriever:
             config,
             query_prompt=config.query_prompt if config.query_prompt is not None else built_by.get("query_prompt"),
             document_prompt=config.document_prompt if config.document_prompt is not None else built_by.get("document_prompt"),
-            similarity=config.similarity or Similarity(index.meta["similarity"]),
+            similarity=config.similarity or index.similarity,
             max_seq_length=config.max_seq_length or built_by.get("max_seq_length"),
         )
         if model is None:

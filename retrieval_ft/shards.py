@@ -27,10 +27,11 @@ import numpy as np
 from ._io import write_json_atomic
 from ._launch import launch_env
 from .config import IndexConfig, IndexKind, Similarity
-from .data import IRDataset, load_dataset
+from .data import Document, IRDataset, load_dataset
+from .data.records import check_unique_ids, json_field, json_ids, read_json_object
 from .encode import EmbeddingCache, Encoder, Item, document_inputs
-from .errors import ConfigError, DataError
-from .index import VectorIndex, finish_index, new_index, resolve_kind, training_sample_size
+from .errors import ConfigError, DataError, ModelError, where
+from .index import VectorIndex, faiss_metric, finish_index, new_index, resolve_kind, training_sample_size
 from .results import library_versions
 
 logger = logging.getLogger(__name__)
@@ -108,13 +109,34 @@ def check_shard(shard: int, n_shards: int, n_docs: int | None = None) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); delete its shard folder ({path.parent}) and encode that "
-                        "shard again.") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object; delete {path.parent} and encode that shard again.")
+    """A shard's plan or manifest, after checking that every field this module reads has its type:
+    a hand-edited or truncated file is a DataError naming the file and the field."""
+    fix = f"delete its shard folder ({path.parent}) and encode that shard again"
+    data = read_json_object(path, fix)
+
+    def need(record: dict[str, Any], name: str, types: tuple[type, ...], expected: str, label: str | None = None) -> Any:
+        return json_field(record, name, types, expected, path=path, fix=fix, label=label)
+
+    for name in ("shard", "n_shards", "start", "stop", "part_size"):
+        need(data, name, (int,), "an integer")
+    corpus, encoder = need(data, "corpus", (dict,), "a mapping"), need(data, "encoder", (dict,), "a mapping")
+    need(corpus, "fingerprint", (str,), "a string", "corpus.fingerprint")
+    need(corpus, "n_docs", (int,), "an integer", "corpus.n_docs")
+    for name in ("fingerprint", "document_fingerprint", "similarity"):
+        need(encoder, name, (str,), "a string", f"encoder.{name}")
+    if encoder["similarity"] not in {s.value for s in Similarity}:
+        raise DataError(f"{where(path, field='encoder.similarity')}: unknown similarity {encoder['similarity']!r}; {fix}.")
+    if path.name == MANIFEST:
+        need(data, "dim", (int,), "an integer")
+        json_ids(data, "ids", path=path, fix=fix)
+        for n, part in enumerate(need(data, "parts", (list,), "a list of parts")):
+            if not isinstance(part, dict):
+                raise DataError(f"{where(path, field=f'parts[{n}]')}: expected a mapping, got {part!r}; {fix}.")
+            if Path(need(part, "file", (str,), "a file name", f"parts[{n}].file")).name != part["file"]:
+                raise DataError(f"{where(path, field=f'parts[{n}].file')}: {part['file']!r} is not a file in the "
+                                f"shard folder; {fix}.")
+            need(part, "rows", (int,), "an integer", f"parts[{n}].rows")
+            need(part, "sha256", (str,), "a string", f"parts[{n}].sha256")
     return data
 
 
@@ -190,6 +212,46 @@ def _save_part(folder: Path, index: int, vecs: np.ndarray, ids: Sequence[str]) -
         "first_id": ids[0], "last_id": ids[-1]})
 
 
+def _encode_missing(encoder: Encoder, docs: Sequence[Document], root: Path, bounds: list[tuple[int, int]],
+                    records: list[dict[str, Any] | None], folder: Path, desc: str) -> float:
+    """Encode and save each part whose record is None (filling in its record), one bar over the
+    shard's documents; returns the seconds spent encoding."""
+    show = encoder.config.progress if encoder.config.progress is not None else sys.stderr.isatty()
+    from tqdm.auto import tqdm
+
+    seconds = 0.0
+    initial = sum(b - a for p, (a, b) in enumerate(bounds) if records[p] is not None)
+    with tqdm(total=len(docs), initial=initial, desc=desc, unit="doc", disable=not show) as bar:
+        for p in [p for p, r in enumerate(records) if r is None]:
+            a, b = bounds[p]
+            t0 = time.perf_counter()
+            vecs = _encode_part(encoder, document_inputs(docs[a:b], root), f"Part {p + 1}/{len(bounds)}")
+            seconds += time.perf_counter() - t0
+            vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+            if vecs.ndim != 2 or vecs.shape[0] != b - a:
+                raise ModelError(f"the encoder returned vectors of shape {vecs.shape} for {b - a} documents; "
+                                 "it must return one row per document.")
+            records[p] = _save_part(folder, p, vecs, [d.id for d in docs[a:b]])
+            bar.update(b - a)
+    return seconds
+
+
+def _write_manifest(folder: Path, plan: dict[str, Any], ids: list[str], records: list[dict[str, Any] | None]) -> int:
+    """Write the finished shard's manifest (last, atomically: the shard is complete once it exists);
+    returns the vectors' dimension."""
+    dims = {int(r["dim"]) for r in records if r is not None}
+    if len(dims) != 1:
+        raise DataError(f"{folder}: its parts hold vectors of different sizes {sorted(dims)}; delete the folder "
+                        "and encode the shard again.")
+    dim = dims.pop()
+    manifest = {**plan, "rows": len(ids), "dim": dim, "dtype": "float32", "ids": ids,
+                "versions": library_versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "parts": [{"file": f"{_part_key(p)}.npy", "rows": r["rows"], "sha256": r["sha256"]}  # type: ignore[index]
+                          for p, r in enumerate(records)]}
+    write_json_atomic(folder / MANIFEST, manifest)
+    return dim
+
+
 def encode_shard(encoder: Encoder, dataset: IRDataset | str | Path, shard: int, n_shards: int, out: str | Path,
                  *, part_size: int = DEFAULT_PART_SIZE) -> ShardInfo:
     """Encode shard `shard` of `n_shards` (0-based, so torchrun's RANK and WORLD_SIZE fit as they are)
@@ -233,35 +295,8 @@ def encode_shard(encoder: Encoder, dataset: IRDataset | str | Path, shard: int, 
         logger.info("shard %d/%d: resuming; %d of %d parts already encoded, encoding parts %s",
                     shard, n_shards, done, len(bounds), ", ".join(str(p) for p in todo))
 
-    show = encoder.config.progress if encoder.config.progress is not None else sys.stderr.isatty()
-    from tqdm.auto import tqdm
-
-    seconds = 0.0
-    initial = sum(b - a for p, (a, b) in enumerate(bounds) if records[p] is not None)
-    with tqdm(total=len(docs), initial=initial, desc=f"Shard {shard}/{n_shards}", unit="doc",
-              disable=not show) as bar:
-        for p in todo:
-            a, b = bounds[p]
-            t0 = time.perf_counter()
-            vecs = _encode_part(encoder, document_inputs(docs[a:b], dataset.root),
-                                f"Part {p + 1}/{len(bounds)}")
-            seconds += time.perf_counter() - t0
-            vecs = np.ascontiguousarray(vecs, dtype=np.float32)
-            if vecs.ndim != 2 or vecs.shape[0] != b - a:
-                raise ValueError(f"the encoder returned {vecs.shape} vectors for {b - a} documents")
-            records[p] = _save_part(folder, p, vecs, ids[a:b])
-            bar.update(b - a)
-
-    dims = {int(r["dim"]) for r in records if r is not None}
-    if len(dims) != 1:
-        raise DataError(f"{folder}: its parts hold vectors of different sizes {sorted(dims)}; delete the folder "
-                        "and encode the shard again.")
-    dim = dims.pop()
-    manifest = {**plan, "rows": len(docs), "dim": dim, "dtype": "float32", "ids": ids,
-                "versions": library_versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "parts": [{"file": f"{_part_key(p)}.npy", "rows": r["rows"], "sha256": r["sha256"]}  # type: ignore[index]
-                          for p, r in enumerate(records)]}
-    write_json_atomic(folder / MANIFEST, manifest)
+    seconds = _encode_missing(encoder, docs, dataset.root, bounds, records, folder, f"Shard {shard}/{n_shards}")
+    dim = _write_manifest(folder, plan, ids, records)
     return ShardInfo(shard, n_shards, folder, len(docs), dim, len(bounds), done, len(todo), seconds, False)
 
 
@@ -378,7 +413,7 @@ def _exact_neighbors(queries: np.ndarray, parts: list[_Part], k: int,
     import faiss
 
     euclidean = similarity is Similarity.EUCLIDEAN
-    metric = faiss.METRIC_L2 if euclidean else faiss.METRIC_INNER_PRODUCT
+    metric = faiss_metric(similarity)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_keys = np.empty((len(queries), 0), dtype=np.float32)  # lower is better
     best_pos = np.empty((len(queries), 0), dtype=np.int64)
@@ -407,6 +442,7 @@ def build_index_from_shards(folder: str | Path, config: IndexConfig | None = Non
     manifests = _load_manifests(folder)
     parts = _parts(folder, manifests)
     ids = [doc_id for m in manifests for doc_id in m["ids"]]
+    check_unique_ids(ids, f"{folder} (the shards' manifests)", "encode every shard from one corpus")
     first = manifests[0]
     encoder, dim, n = first["encoder"], int(first["dim"]), len(ids)
     similarity = Similarity(encoder["similarity"])

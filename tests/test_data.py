@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retrieval_ft.data import load_dataset
-from retrieval_ft.errors import ConfigError, DataError
+from retrieval_ft.errors import DataError
 
 from .conftest import shared_dataset, write_beir
 
@@ -91,7 +91,7 @@ def test_spec_errors(tmp_path: Path):
     with pytest.raises(DataError, match=r"products.csv:2: the template names field 'colour'"):
         load_dataset(spec)
     spec.write_text(text.replace("{name}.", "{name"))
-    with pytest.raises(ConfigError, match="not a valid format string"):
+    with pytest.raises(DataError, match="dataset.yaml: corpus.template .* not a valid format string"):
         load_dataset(spec)
 
 
@@ -201,3 +201,23 @@ def test_spec_paths_cannot_leave_the_spec_folder(tmp_path: Path):
     spec.write_text(spec.read_text().replace("path: products.csv", "path: ../../outside.csv"))
     with pytest.raises(DataError, match="corpus path '../../outside.csv' leaves the dataset folder"):
         load_dataset(spec)
+
+
+@pytest.mark.parametrize(("corpus", "message"), [
+    ({"template": "{"}, r"corpus.template '\{' is not a valid format string"),
+    ({"template": ""}, "corpus.template '' names no field"),
+    ({"template": 5}, "corpus.template must be a format string; got 5"),
+    ({"id": ["sku"]}, r"corpus.id must be a column name; got \['sku'\]"),
+    ({"text": {"a": 1}}, "corpus.text must be a column name or a list of them"),
+    ({"text": []}, "corpus.text must be a column name or a list of them"),
+    ({"delimiter": ";;"}, "corpus.delimiter must be one character"),
+])
+def test_bad_column_settings_in_a_spec_are_data_errors(tmp_path: Path, corpus: dict, message: str):
+    """They raised ConfigError (or TypeError) from inside the loader; the spec file is data: DataError."""
+    (tmp_path / "products.csv").write_text("_id,text\nd1,x\n")
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": "y"}\n')
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    spec = {"corpus": {"path": "products.csv", **corpus}, "queries": "queries.jsonl", "qrels": {"test": "qrels.tsv"}}
+    (tmp_path / "dataset.yaml").write_text(json.dumps(spec))
+    with pytest.raises(DataError, match=f"dataset.yaml: {message}"):
+        load_dataset(tmp_path)

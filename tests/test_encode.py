@@ -116,3 +116,35 @@ def test_default_batch_sizes_follow_the_input_kind_and_device(tiny_model, monkey
     seen.clear()
     encode_module.Encoder(tiny_model, EncodeConfig(batch_size=4, progress=False, cache=False)).encode_documents(["x"])
     assert [bs for _, bs in seen] == [4]
+
+
+class _NoModalities:
+    pass
+
+
+class _Modalities:
+    def __init__(self, found: list[str] | Exception) -> None:
+        self.found = found
+
+    @property
+    def modalities(self) -> list[str]:
+        if isinstance(self.found, Exception):
+            raise self.found
+        return self.found
+
+
+def test_check_encodes_pages_reads_modalities_and_lets_real_errors_surface():
+    """Any exception from `model.modalities` read as "text-only" before, hiding a broken model behind
+    "use a multimodal model"; only a missing attribute means text-only now."""
+    from retrieval_ft.encode import check_encodes_pages
+    from retrieval_ft.errors import ConfigError
+
+    check_encodes_pages(_Modalities(["text", "image"]))
+    with pytest.raises(ConfigError, match="encodes only text; use a multimodal model"):
+        check_encodes_pages(_NoModalities())
+    with pytest.raises(ConfigError, match="encodes only text; use a multimodal model"):
+        check_encodes_pages(_Modalities(["text"]))
+    with pytest.raises(RuntimeError, match="processor failed to load"):
+        check_encodes_pages(_Modalities(RuntimeError("processor failed to load")))
+    with pytest.raises(KeyError):
+        check_encodes_pages(_Modalities(KeyError("modality_config")))

@@ -102,3 +102,52 @@ def test_evaluate_can_skip_bad_pages(pages: Path, tiny_clip: Path, tmp_path: Pat
     import json
 
     assert json.loads(out.read_text())["dataset"]["skipped_pages"] == ["3"]
+
+
+@pytest.mark.parametrize(("text", "path", "page"), [
+    ("report.pdf#p1", "report.pdf", 1),
+    ("pages/sub dir/report.pdf#p12", "pages/sub dir/report.pdf", 12),
+    ("Scan.PDF#p3", "Scan.PDF", 3),  # the extension in any case, as files are named
+    ("a.pdf#p2.pdf#p7", "a.pdf#p2.pdf", 7),  # the last `#p` counts
+    ("/abs/x.pdf#p0", "/abs/x.pdf", 0),  # parsed; rendering says the PDF has no page 0
+])
+def test_page_ref_parses_pdf_pages(text: str, path: str, page: int):
+    from retrieval_ft.data import PageRef
+
+    ref = PageRef.parse(text)
+    assert ref == PageRef(path, page)
+    assert PageRef.parse(Path(text)) == ref
+    assert str(ref) == text and PageRef.parse(str(ref)) == ref
+    assert PageRef.file_of(text) == path
+
+
+@pytest.mark.parametrize("text", [
+    "scan0.png", "report.pdf", "report.pdf#p", "report.pdf#pX", "report.pdf#p-1", "report.pdf#p1.5",
+    "report.pdf#P1", "report.pdf#p²", "report.pdf#p١", "report.txt#p1", ".pdf#p1", "report.pdf #p1", "report.pdf#p1 ",
+])
+def test_page_ref_leaves_other_paths_as_files(text: str):
+    """Not a page reference: the text names a file (and an unparsable page number is never int()'d)."""
+    from retrieval_ft.data import PageRef
+
+    assert PageRef.parse(text) is None
+    assert PageRef.file_of(text) == text
+
+
+def test_every_page_reader_uses_the_same_page_ref(tmp_path: Path):
+    """The corpus check, the fingerprint, the encoder's cache key and the loader agree on what
+    `x.pdf#pN` names (they parsed it five ways before)."""
+    from retrieval_ft.data.images import page_file
+    from retrieval_ft.encode import Page, _page_signature
+
+    pdf = tmp_path / "doc.pdf"
+    pdf.write_bytes(b"%PDF-1.4 not really")
+    with pytest.raises(DataError, match="image not found"):
+        load_image(tmp_path / "doc.pdf#p²")  # unicode digits: a file name, not int("²") raising ValueError
+    with pytest.raises(DataError, match="unreadable PDF"):
+        load_image(f"{pdf}#p1")
+    with pytest.raises(DataError, match="PDF not found"):
+        page_file(tmp_path / "gone.pdf#p1")
+    assert page_file(tmp_path / "scan.png") == str(tmp_path / "scan.png")
+    same = _page_signature(Page(f"{pdf}#p1"))
+    assert same.startswith("page:") and not same.startswith("page:missing") and same.endswith(":1")
+    assert _page_signature(Page(f"{pdf}#p2")) != same

@@ -12,7 +12,7 @@ from retrieval_ft.config import EncodeConfig, IndexConfig, IndexKind, Similarity
 from retrieval_ft.data import load_dataset
 from retrieval_ft.encode import Encoder
 from retrieval_ft.errors import ConfigError, DataError, IndexMismatchError
-from retrieval_ft.index import VectorIndex, build_index
+from retrieval_ft.index import VectorIndex, build_index, new_index
 from retrieval_ft.search import Retriever
 
 
@@ -186,3 +186,14 @@ def test_rows_tied_with_the_kth_exact_score_count_as_found():
     assert per_query_recall(approx, truth, None, 2).tolist() == [0.5]
     approx_scores = true_scores(query, approx, docs.__getitem__, Similarity.DOT)
     assert per_query_recall(approx, truth, None, 2, approx_scores, scores).tolist() == [1.0]
+
+
+def test_build_index_refuses_bad_input_with_the_projects_errors():
+    """Plain ValueErrors escaped the CLI's handler before (a traceback, exit 1); now DataError, exit 2."""
+    docs = _vectors(5)
+    with pytest.raises(DataError, match=r"vectors of shape \(5, 32\) under 4 document ids"):
+        build_index(docs, ["a", "b", "c", "d"], Similarity.COSINE)
+    with pytest.raises(DataError, match="id 'b' appears more than once"):
+        build_index(docs, ["a", "b", "c", "b", "e"], Similarity.COSINE)
+    with pytest.raises(ConfigError, match="resolve 'auto' first"):
+        new_index(IndexKind.AUTO, 32, Similarity.COSINE, IndexConfig(), n_docs=5)

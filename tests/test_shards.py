@@ -289,3 +289,83 @@ def test_encode_needs_only_a_corpus(capsys, tiny_model_path: Path, tmp_path: Pat
     assert capsys.readouterr().out.count("shard 0/1: 12 documents") == 3
     parts = [np.load(tmp_path / x / "shard-00000-of-00001" / "part-00000.npy") for x in "abc"]
     assert np.array_equal(parts[0], parts[1]) and np.array_equal(parts[0], parts[2])
+
+
+def _edit(key: str, value):
+    def edit(manifest):
+        manifest[key] = value
+        return manifest
+    return edit
+
+
+def _edit_in(key: str, sub: str, value):
+    def edit(manifest):
+        if isinstance(manifest[key], list):
+            manifest[key][0] = value if sub == "" else {**manifest[key][0], sub: value}
+        else:
+            manifest[key][sub] = value
+        return manifest
+    return edit
+
+
+# (case, edit of shard 0's manifest -> what to write, the field the message names)
+TAMPERED_MANIFESTS = [
+    ("not JSON", lambda m: '{"shard": 0, ', None),
+    ("a list", lambda m: [m], None),
+    ("missing ids", lambda m: {k: v for k, v in m.items() if k != "ids"}, "ids"),
+    ("ids not a list", _edit("ids", "d0"), "ids"),
+    ("duplicate ids", lambda m: {**m, "ids": [m["ids"][1]] + m["ids"][1:]}, "ids"),
+    ("non-string id", lambda m: {**m, "ids": [7] + m["ids"][1:]}, "ids"),
+    ("dim a string", _edit("dim", "32"), "dim"),
+    ("shard a string", _edit("shard", "0"), "shard"),
+    ("parts not a list", _edit("parts", {"file": "part-00000.npy"}), "parts"),
+    ("a part not a mapping", _edit_in("parts", "", "part-00000.npy"), "parts[0]"),
+    ("a part file outside the shard", _edit_in("parts", "file", "../../x.npy"), "parts[0].file"),
+    ("a part's rows a string", _edit_in("parts", "rows", "8"), "parts[0].rows"),
+    ("corpus not a mapping", _edit("corpus", "beir"), "corpus"),
+    ("corpus n_docs missing", lambda m: {**m, "corpus": {"fingerprint": m["corpus"]["fingerprint"]}}, "corpus.n_docs"),
+    ("encoder not a mapping", _edit("encoder", None), "encoder"),
+    ("unknown similarity", _edit_in("encoder", "similarity", "manhattan"), "encoder.similarity"),
+]
+
+
+@pytest.fixture(scope="module")
+def encoded_shards(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tampered-shards")
+    dataset = load_dataset(write_beir(root / "beir", n_docs=12))
+    for i in range(2):
+        encode_shard(_encoder(tiny_model), dataset, i, 2, root / "shards", part_size=4)
+    return root / "shards"
+
+
+@pytest.mark.parametrize(("case", "edit", "field"), TAMPERED_MANIFESTS, ids=[c[0] for c in TAMPERED_MANIFESTS])
+def test_a_tampered_manifest_fails_the_index_command_in_one_line(encoded_shards: Path, tmp_path: Path, capsys,
+                                                                  case, edit, field):
+    """Hand-edited manifests raised KeyError/TypeError/AttributeError (a traceback, exit 1)."""
+    import shutil
+
+    out = tmp_path / "shards"
+    shutil.copytree(encoded_shards, out)
+    manifest = out / "shard-00000-of-00002" / "manifest.json"
+    written = edit(json.loads(manifest.read_text()))
+    manifest.write_text(written if isinstance(written, str) else json.dumps(written))
+    with pytest.raises(DataError) as caught:
+        build_index_from_shards(out)
+    assert str(manifest) in str(caught.value) and "\n" not in str(caught.value)
+    if field is not None:
+        assert f"(field {field!r})" in str(caught.value)
+    capsys.readouterr()
+    assert main(["index", "--shards", str(out), "--out", str(tmp_path / "idx")]) == 2
+    assert str(manifest) in capsys.readouterr().err
+
+
+def test_a_tampered_plan_is_refused_when_encoding_again(tiny_model, encoded_shards: Path, tmp_path: Path):
+    import shutil
+
+    out = tmp_path / "shards"
+    shutil.copytree(encoded_shards, out)
+    plan = out / "shard-00001-of-00002" / "plan.json"
+    plan.write_text(json.dumps({**json.loads(plan.read_text()), "encoder": ["m"]}))
+    dataset = load_dataset(encoded_shards.parent / "beir")
+    with pytest.raises(DataError, match=r"plan.json \(field 'encoder'\): expected a mapping"):
+        encode_shard(_encoder(tiny_model), dataset, 0, 2, out, part_size=4)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..errors import DataError
 from .build import Fields, UnknownIds
-from .dataset import Document, IRDataset, Qrels
+from .dataset import Document, IRDataset, PageRef, Qrels
 
-__all__ = ["Document", "Fields", "IRDataset", "Qrels", "UnknownIds", "load_corpus", "load_dataset"]
+__all__ = ["Document", "Fields", "IRDataset", "PageRef", "Qrels", "UnknownIds", "load_corpus", "load_dataset"]
 
 SPEC_NAMES = ("retrieval-ft-data.yaml", "dataset.yaml")
 

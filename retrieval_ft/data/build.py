@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError, where
-from .dataset import Document, Qrels
+from .dataset import Document, PageRef, Qrels
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class _TemplateValues(dict):
 def _check_image_path(image: str, root: Path, path: Path, line: int, field: str) -> None:
     """An image path must be relative, stay inside the dataset folder, and name an existing file
     (`file.pdf#pN` names page N of a PDF). Files are opened only when encoded."""
-    file = image.rsplit("#p", 1)[0] if ".pdf#p" in image.lower() else image
+    file = PageRef.file_of(image)
     if Path(file).is_absolute() or not (root / file).resolve().is_relative_to(root.resolve()):
         raise DataError(
             f"{where(path, line, field)}: image path {image!r} leaves the dataset folder {root}; "

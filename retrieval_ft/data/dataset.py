@@ -5,6 +5,7 @@ This module knows nothing of file formats (see the readers beside it) or of mode
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +15,33 @@ from ..errors import DataError
 
 # split -> query id -> document id -> grade (a higher grade is more relevant; 0 = judged not relevant)
 Qrels = dict[str, dict[str, int]]
+
+_PAGE_REF = re.compile(r"(?P<path>.+\.[pP][dD][fF])#p(?P<page>[0-9]+)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """`file.pdf#pN`: page N (from 1) of a PDF, as a document's `image` and a page folder's ids
+    write it. The one parser of that form: anything else names a plain file (an image)."""
+
+    path: str  # the PDF, as written (relative or not)
+    page: int
+
+    @classmethod
+    def parse(cls, text: str | Path) -> PageRef | None:
+        """The page `text` refers to: a path ending in `.pdf` (any case) then `#p` and ASCII digits;
+        None when `text` names a plain file."""
+        match = _PAGE_REF.fullmatch(str(text))
+        return cls(match["path"], int(match["page"])) if match else None
+
+    @classmethod
+    def file_of(cls, text: str | Path) -> str:
+        """The file that holds `text`'s page: the PDF of a page reference, else `text` itself."""
+        ref = cls.parse(text)
+        return ref.path if ref is not None else str(text)
+
+    def __str__(self) -> str:
+        return f"{self.path}#p{self.page}"
 
 
 @dataclass(frozen=True)
@@ -95,11 +123,8 @@ class IRDataset:
         return hash_strings(s for p in parts for s in p)
 
     def _page_digest(self, doc: Document) -> str:
-        path = str(self.root / doc.image)
-        if ".pdf#p" in path.lower():
-            path = path.rsplit("#p", 1)[0]
         try:
-            return file_digest(path)
+            return file_digest(PageRef.file_of(self.root / doc.image))
         except OSError:
             return "missing"
 

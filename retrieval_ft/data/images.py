@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, MissingExtraError
-from .dataset import Document, IRDataset
+from .dataset import Document, IRDataset, PageRef
 
 
 def _pil() -> Any:
@@ -27,6 +27,13 @@ def image_path(dataset: IRDataset | Path | str, doc: Document) -> Path:
     if doc.image is None:
         raise DataError(f"document {doc.id!r} has no image.")
     return root / doc.image
+
+
+def _pdf_file(ref: PageRef) -> Path:
+    """The PDF holding `ref`'s page, which must exist."""
+    if not Path(ref.path).is_file():
+        raise DataError(f"{ref.path}: PDF not found; fix the document's path or add the file.")
+    return Path(ref.path)
 
 
 def _pdf_page(path: Path, page: int, scale: float) -> Any:
@@ -48,12 +55,9 @@ def load_image(path: str | Path, pdf_scale: float = 2.0) -> Any:
     """A decoded RGB PIL image; `file.pdf#pN` renders page N of a PDF. Missing, unreadable, corrupt
     or truncated files raise DataError naming the file."""
     Image = _pil()
-    text = str(path)
-    if "#p" in text and text.rsplit("#p", 1)[0].lower().endswith(".pdf") and text.rsplit("#p", 1)[1].isdigit():
-        file, page = text.rsplit("#p", 1)
-        if not Path(file).is_file():
-            raise DataError(f"{file}: PDF not found; fix the document's path or add the file.")
-        return _pdf_page(Path(file), int(page), pdf_scale)
+    ref = PageRef.parse(path)
+    if ref is not None:
+        return _pdf_page(_pdf_file(ref), ref.page, pdf_scale)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image not found; fix the document's image path or add the file.")
@@ -92,18 +96,15 @@ def verify_images(dataset: IRDataset, skip_bad: bool = False) -> tuple[IRDataset
 def page_file(path: str | Path) -> str:
     """An image file holding the page: the path itself for an image, or for `file.pdf#pN` a PNG of
     that page rendered once into the cache (keyed by the PDF's content)."""
-    text = str(path)
-    if not (".pdf#p" in text.lower() and text.rsplit("#p", 1)[1].isdigit()):
-        return text
+    ref = PageRef.parse(path)
+    if ref is None:
+        return str(path)
     from .._io import atomic_path, cache_dir, file_digest
 
-    file, page = text.rsplit("#p", 1)
-    if not Path(file).is_file():
-        raise DataError(f"{file}: PDF not found; fix the document's path or add the file.")
-    target = cache_dir("pages") / file_digest(file)[:32] / f"p{int(page)}.png"
+    target = cache_dir("pages") / file_digest(_pdf_file(ref))[:32] / f"p{ref.page}.png"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        image = load_image(text)
+        image = load_image(str(ref))
         with atomic_path(target) as tmp:
             image.save(tmp, format="PNG")
     return str(target)

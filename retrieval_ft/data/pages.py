@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import DataError, MissingExtraError
 from .beir import with_queries_and_qrels
 from .build import UnknownIds
-from .dataset import Document, IRDataset
+from .dataset import Document, IRDataset, PageRef
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
@@ -48,8 +48,8 @@ def load_page_folder(folder: str | Path, unknown_ids: UnknownIds | str = Unknown
             n = pdf_page_count(f)
             if n == 0:
                 raise DataError(f"{f}: the PDF has no pages.")
-            for page in range(1, n + 1):
-                corpus[f"{rel}#p{page}"] = Document(id=f"{rel}#p{page}", text="", image=f"pages/{rel}#p{page}")
+            for ref in (PageRef(rel, page) for page in range(1, n + 1)):
+                corpus[str(ref)] = Document(id=str(ref), text="", image=f"pages/{ref}")
     if not corpus:
         raise DataError(f"{pages}: no page images or PDFs ({', '.join(sorted(IMAGE_SUFFIXES))}, .pdf).")
     if not (folder / "queries.jsonl").is_file():

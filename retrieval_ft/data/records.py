@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+import reprlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,51 @@ def read_qrels(path: str | Path) -> Iterator[tuple[int, str, str, str]]:
                 f"qid iter docid grade), found {len(cols)}."
             )
         yield lineno, qid, did, grade
+
+
+def read_json_object(path: str | Path, fix: str) -> dict[str, Any]:
+    """A JSON file holding one object (an index sidecar, a shard's plan or manifest): anything else
+    is a DataError naming the file and ending with `fix`, what to do about it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable, not JSON ({exc}); {fix}.") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}; {fix}.")
+    return data
+
+
+def json_field(data: Mapping[str, Any], name: str, types: tuple[type, ...], expected: str, *, path: str | Path,
+               fix: str, label: str | None = None) -> Any:
+    """`data[name]` when present and one of `types` (a bool is not an int), else a DataError naming
+    `path` and the field (`label`, when the field is nested) and ending with `fix`."""
+    loc = where(path, field=label or name)
+    if name not in data:
+        raise DataError(f"{loc}: missing; {fix}.")
+    value = data[name]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise DataError(f"{loc}: expected {expected}, got {reprlib.repr(value)}; {fix}.")
+    return value
+
+
+def json_ids(data: Mapping[str, Any], name: str, *, path: str | Path, fix: str) -> list[str]:
+    """`data[name]` when it is a list of unique strings (document ids), else a DataError as `json_field`'s."""
+    ids = json_field(data, name, (list,), "a list of document ids", path=path, fix=fix)
+    bad = next((n for n, i in enumerate(ids) if not isinstance(i, str)), None)
+    if bad is not None:
+        raise DataError(f"{where(path, field=name)}: every id must be a string, found {reprlib.repr(ids[bad])} at "
+                        f"position {bad}; {fix}.")
+    check_unique_ids(ids, where(path, field=name), fix)
+    return ids
+
+
+def check_unique_ids(ids: Sequence[str], what: str, fix: str = "document ids must be unique") -> None:
+    """Raise DataError naming the first id that `ids` repeats; `what` says whose ids they are."""
+    if len(set(ids)) == len(ids):
+        return
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise DataError(f"{what}: id {i!r} appears more than once; {fix}.")
+        seen.add(i)

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .build import CORPUS_FIELDS, QUERY_FIELDS, Fields, UnknownIds, build_corpus, build_qrels, build_queries
 from .dataset import IRDataset
 from .records import Record, read_jsonl, read_qrels, read_table
@@ -28,6 +28,7 @@ from .records import Record, read_jsonl, read_qrels, read_table
 SPEC_KEYS = {"corpus", "queries", "qrels"}
 TABLE_KEYS = {"path", "id", "text", "title", "template", "image", "delimiter"}
 QRELS_KEYS = {"path", "query_id", "doc_id", "score", "delimiter"}
+_OPTIONAL_NAMES = {"title", "template", "image"}
 
 
 def read_records(path: Path, delimiter: str | None = None) -> Iterator[Record]:
@@ -51,6 +52,35 @@ def _check_keys(section: str, given: Mapping[str, Any], allowed: set[str], spec_
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Allowed: {', '.join(sorted(allowed))}."
             raise DataError(f"{spec_path}: unknown key {key!r} in {section}.{hint}")
+
+
+def _check_values(section: str, given: Mapping[str, Any], spec_path: Path) -> None:
+    """Each key of a table section holds what it names: a field name, a list of them (text), or a
+    one-character delimiter; None switches off title, template and image."""
+    for key, value in given.items():
+        if key in _OPTIONAL_NAMES and value is None or key == "path":
+            continue
+        if key == "text" and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            continue
+        if key == "delimiter" and not (isinstance(value, str) and len(value) == 1):
+            raise DataError(f"{spec_path}: {section}.delimiter must be one character, e.g. ',' or '\\t'; got {value!r}.")
+        if not isinstance(value, str):
+            what = "a column name or a list of them" if key == "text" else "a format string" if key == "template" \
+                else "a column name"
+            raise DataError(f"{spec_path}: {section}.{key} must be {what}; got {value!r}.")
+
+
+def _check_section(section: str, given: Mapping[str, Any], allowed: set[str], spec_path: Path) -> None:
+    _check_keys(section, given, allowed, spec_path)
+    _check_values(section, given, spec_path)
+
+
+def _fields(section: str, given: Mapping[str, Any], defaults: Fields, spec_path: Path) -> Fields:
+    """The columns a table section names; a bad template is a DataError naming the spec."""
+    try:
+        return Fields.from_mapping(given, defaults)
+    except ConfigError as exc:
+        raise DataError(f"{spec_path}: {section}.{exc}") from None
 
 
 def _table(section: str, value: Any, root: Path, spec_path: Path) -> tuple[Path, Mapping[str, Any]]:
@@ -98,21 +128,21 @@ def load_spec(spec: Mapping[str, Any], root: str | Path, spec_path: str | Path =
             raise DataError(f"{spec_path}: missing {key!r}; a dataset spec needs corpus, queries and qrels.")
 
     corpus_path, corpus_spec = _table("corpus", spec["corpus"], root, spec_path)
-    _check_keys("corpus", corpus_spec, TABLE_KEYS, spec_path)
+    _check_section("corpus", corpus_spec, TABLE_KEYS, spec_path)
     corpus = build_corpus(read_records(corpus_path, corpus_spec.get("delimiter")), corpus_path,
-                          Fields.from_mapping(corpus_spec, CORPUS_FIELDS))
+                          _fields("corpus", corpus_spec, CORPUS_FIELDS, spec_path))
 
     queries_path, queries_spec = _table("queries", spec["queries"], root, spec_path)
-    _check_keys("queries", queries_spec, TABLE_KEYS, spec_path)
+    _check_section("queries", queries_spec, TABLE_KEYS, spec_path)
     queries = build_queries(read_records(queries_path, queries_spec.get("delimiter")), queries_path,
-                            Fields.from_mapping(queries_spec, QUERY_FIELDS))
+                            _fields("queries", queries_spec, QUERY_FIELDS, spec_path))
 
     if not isinstance(spec["qrels"], Mapping) or not spec["qrels"]:
         raise DataError(f"{spec_path}: qrels must map split names to files, e.g. {{test: qrels/test.tsv}}.")
     qrels, dropped = {}, 0
     for split, value in spec["qrels"].items():
         path, qspec = _table(f"qrels.{split}", value, root, spec_path)
-        _check_keys(f"qrels.{split}", qspec, QRELS_KEYS, spec_path)
+        _check_section(f"qrels.{split}", qspec, QRELS_KEYS, spec_path)
         qrels[str(split)], n = build_qrels(_judgments(path, qspec), path, corpus, queries, UnknownIds(unknown_ids))
         dropped += n
     return IRDataset(corpus=corpus, queries=queries, qrels=qrels, source=str(spec_path), dropped_judgments=dropped)
