@@ -57,7 +57,7 @@ def evaluate_run(qrels: QrelsMap, run: Run, metrics: tuple[str, ...] | list[str]
     names = check_metrics(metrics, k=10**9)
     judged = sorted(q for q, docs in qrels.items() if any(g > 0 for g in docs.values()))
     if not judged:
-        what = f"every judgment of its {len(qrels)} judged queries is grade 0" if qrels else "there are no judgments"
+        what = f"every judgment of the {len(qrels)} queries judged is grade 0 (not relevant)" if qrels else "there are no judgments"
         raise DataError(f"no judged query: {what}, so no metric is defined; evaluate on judgments with at least "
                         "one relevant (grade >= 1) document per query.")
     ranx_qrels = {q: {d: int(g) for d, g in qrels[q].items()} for q in judged}

@@ -85,14 +85,14 @@ TAMPERED_RESULTS = [
     ("queries-not-object", _set("queries", "x"), ["queries"]),
     ("no-per-query", _delete("per_query"), ["missing per_query"]),
 ]
-# (id, edit of the candidate, words) for queries scored by one side only; the same edit of the
-# baseline is the mirror case
+# (id, edit, words when the candidate is edited, words when the baseline is) for queries scored by
+# one side only
 QUERY_SETS = [
-    ("hides-worst-queries", _drop("q000", "q001", "q002"), ["3 of the baseline's 40 queries are missing"]),
-    ("extra-query", _set(f"per_query.{METRIC}.q999", 1.0), ["1 candidate queries are not in the baseline"]),
+    ("hides-worst-queries", _drop("q000", "q001", "q002"), ["3 of the baseline's 40 queries are missing"],
+     ["3 candidate queries are not in the baseline"]),
+    ("extra-query", _set(f"per_query.{METRIC}.q999", 1.0), ["1 candidate queries are not in the baseline"],
+     ["1 of the baseline's 41 queries are missing"]),
 ]
-MIRRORED = {"hides-worst-queries": ["3 candidate queries are not in the baseline"],
-            "extra-query": ["1 of the baseline's 41 queries are missing"]}
 
 
 def _write(tmp: Path, name: str, data: Any) -> str:
@@ -121,31 +121,31 @@ def test_the_untampered_files_pass(tmp_path: Path, capsys):
     assert _run(["compare", base, good], capsys)[0] == 0
 
 
-def _argv(command: str, base: str, cand: str, *extra: str) -> list[str]:
-    return ["gate", "--baseline", base, "--candidate", cand, *extra] if command == "gate" else ["compare", base, cand, *extra]
+def _run_edited(tmp: Path, capsys, command: str, edit: Callable[[dict[str, Any]], None], side: str) -> str:
+    """Run `command` on the clean pair with `edit` applied to `side`; returns stderr, checked refused."""
+    base, cand = copy.deepcopy(BASELINE), copy.deepcopy(GOOD)
+    edit(cand if side == "candidate" else base)
+    paths = _write(tmp, "base.json", base), _write(tmp, "cand.json", cand)
+    argv = ["gate", "--baseline", paths[0], "--candidate", paths[1]] if command == "gate" else ["compare", *paths]
+    code, _, err = _run(argv, capsys)
+    _refused(code, err)
+    return err
 
 
 @pytest.mark.parametrize("command", ["gate", "compare"])
 @pytest.mark.parametrize(("edit", "words"), [c[1:] for c in TAMPERED_RESULTS], ids=[c[0] for c in TAMPERED_RESULTS])
 @pytest.mark.parametrize("side", ["candidate", "baseline"])
 def test_tampered_result_is_refused(tmp_path: Path, capsys, command, edit, words, side):
-    base, cand = copy.deepcopy(BASELINE), copy.deepcopy(GOOD)
-    edit(cand if side == "candidate" else base)
-    paths = _write(tmp_path, "base.json", base), _write(tmp_path, "cand.json", cand)
-    code, _, err = _run(_argv(command, *paths), capsys)
-    _refused(code, err, [*words, "cand.json" if side == "candidate" else "base.json"])  # names the wrong file
+    err = _run_edited(tmp_path, capsys, command, edit, side)
+    _refused(2, err, [*words, "cand.json" if side == "candidate" else "base.json"])  # names the wrong file
 
 
 @pytest.mark.parametrize("command", ["gate", "compare"])
-@pytest.mark.parametrize(("edit", "words"), [c[1:] for c in QUERY_SETS], ids=[c[0] for c in QUERY_SETS])
+@pytest.mark.parametrize(("edit", "words", "mirrored"), [c[1:] for c in QUERY_SETS], ids=[c[0] for c in QUERY_SETS])
 @pytest.mark.parametrize("side", ["candidate", "baseline"])
-def test_results_scoring_other_queries_are_refused(tmp_path: Path, capsys, command, edit, words, side):
-    base, cand = copy.deepcopy(BASELINE), copy.deepcopy(GOOD)
-    edit(cand if side == "candidate" else base)
-    if side == "baseline":
-        words = MIRRORED[next(c[0] for c in QUERY_SETS if c[1] is edit)]
-    code, _, err = _run(_argv(command, _write(tmp_path, "base.json", base), _write(tmp_path, "cand.json", cand)), capsys)
-    _refused(code, err, [*words, METRIC, "--allow-missing-queries"])
+def test_results_scoring_other_queries_are_refused(tmp_path: Path, capsys, command, edit, words, mirrored, side):
+    err = _run_edited(tmp_path, capsys, command, edit, side)
+    _refused(2, err, [*(words if side == "candidate" else mirrored), METRIC, "--allow-missing-queries"])
 
 
 @pytest.mark.parametrize(("name", "text", "words"), [
