@@ -57,7 +57,8 @@ def apply_rules(name: str, comparison: Comparison, rules: GateRules) -> tuple[li
 
 
 def missing_note(m: MetricComparison) -> str:
-    """"; N baseline queries missing from the candidate" when the comparison left queries out, else ""."""
+    """The tail "; N baseline queries missing from the candidate" (and likewise for candidate queries)
+    when the comparison left queries out (allow_missing), else ""."""
     parts = [f"{n} {what}" for n, what in ((m.missing_queries, "baseline queries missing from the candidate"),
                                            (m.extra_queries, "candidate queries missing from the baseline")) if n]
     return "".join(f"; {p}" for p in parts)

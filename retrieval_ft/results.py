@@ -241,7 +241,7 @@ def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dic
         return EvaluationResult.from_dict(data, str(path)), {}
     if side in data and isinstance(data[side], dict):
         guards = {}
-        parts_by_name = data.get("guards") or {}
+        parts_by_name = data.get("guards", {})
         if not isinstance(parts_by_name, Mapping):
             raise DataError(f"{path}: field 'guards' is {_kind(parts_by_name)}, expected an object of guard sets.")
         for name, parts in parts_by_name.items():  # a guard set skipped here would skip its rules

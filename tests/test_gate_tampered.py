@@ -114,6 +114,17 @@ def _refused(code: int, err: str, words: list[str] = ()) -> None:
         assert word in err, (word, err)
 
 
+def test_every_metric_is_checked_against_the_range_it_has():
+    """Loading checks every value against [0, 1]: true of each metric known today. A new metric
+    with another range must change results.SCORE_RANGE into a per-metric range first."""
+    from retrieval_ft.config import METRIC_NAMES
+    from retrieval_ft.results import SCORE_RANGE
+
+    assert SCORE_RANGE == (0.0, 1.0)
+    assert set(METRIC_NAMES) == {"ndcg", "ndcg_burges", "recall", "precision", "mrr", "map", "hit_rate", "f1",
+                                 "r-precision"}
+
+
 def test_the_untampered_files_pass(tmp_path: Path, capsys):
     """The control: the catalogue's refusals come from the edits, not from the base files."""
     base, good = _write(tmp_path, "base.json", BASELINE), _write(tmp_path, "good.json", GOOD)
@@ -221,6 +232,8 @@ def _report(tuned: dict[str, Any], guards: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("name", "report", "words"), [
     ("guards-not-object", _report(GOOD, ["cranfield"]), ["guards", "list"]),
+    ("guards-empty-list", _report(GOOD, []), ["guards", "list"]),
+    ("guards-null", _report(GOOD, None), ["guards", "null"]),
     ("guard-not-object", _report(GOOD, {"cranfield": "skipped"}), ["guards.cranfield"]),
     ("guard-side-missing", _report(GOOD, {"cranfield": {"base": BASELINE}}), ["guards.cranfield", "'tuned'"]),
     ("guard-nan", _report(GOOD, {"cranfield": {"base": BASELINE, "tuned": {**GOOD, "per_query": {
