@@ -51,6 +51,7 @@ _LOCATIONS = {
     "Hit": "search", "Retriever": "search",
     "EvaluationResult": "results",
     "evaluate": "pipeline",
+    "evaluate_run": "metrics",
 }
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from .encode import Encoder
     from .errors import ConfigError, DataError, IndexMismatchError, ModelError, RetrievalFTError
     from .index import VectorIndex, build_index
-    from .metrics import evaluate as evaluate_run
+    from .metrics import evaluate_run
     from .models import load_model, merge_adapter
     from .pipeline import evaluate
     from .results import EvaluationResult
@@ -71,8 +72,6 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name == "evaluate_run":
-        return importlib.import_module(".metrics", __name__).evaluate
     if name in _LOCATIONS:
         return getattr(importlib.import_module(f".{_LOCATIONS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -11,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import DataError
 
 CACHE_ENV = "RETRIEVAL_FT_CACHE"
 
@@ -33,6 +37,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     A crash (or kill) before the rename leaves the previous `target` untouched.
     """
     target = Path(target)
+    if target.is_dir():  # say so before writing, naming the path given (not the temporary file)
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file path", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -41,7 +47,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
+        try:
+            os.replace(tmp_path, target)
+        except OSError as exc:  # e.g. a folder created meanwhile
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -53,7 +62,26 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> None:
-    write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    """Sorted-key, strict JSON: a NaN or infinite number is refused (DataError naming `target` and
+    where in `obj` it is), since JSON has no such values and strict parsers reject the file."""
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise DataError(f"{target}: not written: {non_finite_path(obj)} is NaN or infinite, which JSON "
+                         "cannot hold.") from None
+    write_text_atomic(target, text + "\n")
+
+
+def non_finite_path(obj: Any, where: str = "") -> str | None:
+    """Where the first NaN or infinite float in a JSON-like value is (`a.b[2]`), or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "the value"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = non_finite_path(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found:
+            return found
+    return None
 
 
 @contextmanager

@@ -51,10 +51,13 @@ def _add_precision_arg(g: argparse._ArgumentGroup) -> None:
 
 
 def _add_output_args(p: argparse.ArgumentParser, what: str, md_note: str) -> None:
-    """The outputs and the --force switch that compare and gate share."""
+    """The outputs and the --force and --allow-missing-queries switches that compare and gate share."""
     p.add_argument("--json", dest="json_out", help=f"write the {what} as JSON")
     p.add_argument("--md", dest="md_out", help=f"write the {what} as Markdown{md_note}")
     p.add_argument("--force", action="store_true", help="compare results computed on different data")
+    p.add_argument("--allow-missing-queries", action="store_true",
+                   help="compare over the queries both results scored when one lacks some (the output counts "
+                        "them); by default that is an error, since dropping queries can hide the worst ones")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -424,7 +427,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     config = from_dict(CompareConfig, {"metrics": args.metrics or ["ndcg@10"], "test": args.test})
     baseline, _ = load_result_file(args.baseline, "base")
     candidate, _ = load_result_file(args.candidate, "tuned")
-    comparison = compare(baseline, candidate, config, force=args.force)
+    comparison = compare(baseline, candidate, config, force=args.force, allow_missing=args.allow_missing_queries)
     md = comparison_markdown(comparison)
     print(md)
     if args.json_out:
@@ -434,29 +437,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def gate_config(path: str | None):  # -> GateConfig
-    from .config import GateConfig, GateRules, from_dict, load_yaml
-
-    values = load_yaml(path) if path else {}
-    rule_keys = set(GateRules.__dataclass_fields__) - set(GateConfig.__dataclass_fields__)
-    if values and set(values) & rule_keys:  # a flat file of rules for the main dataset
-        values = {"rules": values}
-    return from_dict(GateConfig, values, path or "")
-
-
 def _cmd_gate(args: argparse.Namespace) -> int:
     from ._io import write_json_atomic, write_text_atomic
-    from .gate import gate
+    from .config.gate import load_gate_config
+    from .gate import gate, pair_guards
     from .report import verdict_markdown
     from .results import load_result_file
 
-    config = gate_config(args.rules)
+    config = load_gate_config(args.rules)
     baseline, base_guards = load_result_file(args.baseline, "base")
     candidate, cand_guards = load_result_file(args.candidate, "tuned")
-    guards = {name: (base_guards[name], cand_guards[name]) for name in base_guards if name in cand_guards}
+    guards = pair_guards(base_guards, cand_guards)
     for name, base_path, cand_path in args.guard:
         guards[name] = (load_result_file(base_path, "base")[0], load_result_file(cand_path, "tuned")[0])
-    verdict = gate(baseline, candidate, config, guards, force=args.force)
+    verdict = gate(baseline, candidate, config, guards, force=args.force, allow_missing=args.allow_missing_queries)
     if args.json_out:
         write_json_atomic(args.json_out, verdict.to_dict())
     if args.md_out:

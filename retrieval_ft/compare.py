@@ -4,6 +4,8 @@ losses. Works on result records only: no torch, no models, so a CI gate starts f
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from .config import CompareConfig, StatTest
 from .errors import DataError
-from .results import EvaluationResult
+from .results import EvaluationResult, check_scores
 
 TIE = 1e-12  # per-query differences at most this large count as ties
 
@@ -41,6 +43,8 @@ class MetricComparison:
     n_queries: int
     deltas: dict[str, float] = field(repr=False)  # query id -> candidate - baseline
     worst: list[QueryDelta] = field(default_factory=list)
+    missing_queries: int = 0  # baseline queries the candidate lacks (compared without them: --allow-missing-queries)
+    extra_queries: int = 0  # candidate queries the baseline lacks (likewise)
 
     def significant(self, alpha: float) -> bool:
         return bool(self.p_value <= alpha)
@@ -76,15 +80,19 @@ def paired_p_value(baseline: np.ndarray, candidate: np.ndarray, test: StatTest, 
 
     if test is StatTest.FISHER:
         p, _ = fisher_randomization_test(baseline, candidate, n_permutations, 0.05, seed)
+    elif np.ptp(candidate - baseline) <= TIE:
+        return 0.0  # differences all equal (not all zero): the t statistic is infinite, scipy's p NaN or 0
     else:
         p, _ = paired_student_t_test(baseline, candidate, 0.05)
+    if not math.isfinite(p):
+        raise DataError(f"the {test.value} test returned p={p} for {len(baseline)} paired values.")
     return float(p)
 
 
 def bootstrap_interval(deltas: np.ndarray, n: int, seed: int, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `deltas` (queries resampled with replacement)."""
     if len(deltas) == 0:
-        return float("nan"), float("nan")
+        raise DataError("no per-query differences to resample: the results share no query.")
     rng = np.random.default_rng(seed)
     means = np.empty(n)
     chunk = max(1, 2_000_000 // len(deltas))
@@ -98,50 +106,78 @@ def bootstrap_interval(deltas: np.ndarray, n: int, seed: int, level: float = 0.9
 
 
 def check_comparable(baseline: EvaluationResult, candidate: EvaluationResult, force: bool = False) -> None:
-    a, b = baseline.dataset.get("fingerprint"), candidate.dataset.get("fingerprint")
-    if a != b and not force:
+    a, b = baseline.dataset, candidate.dataset
+    if a.fingerprint != b.fingerprint and not force:
         raise DataError(
-            f"the results were computed on different data (baseline: {baseline.dataset.get('path')} split "
-            f"{baseline.dataset.get('split')!r}, fingerprint {str(a)[:12]}; candidate: {candidate.dataset.get('path')} "
-            f"split {candidate.dataset.get('split')!r}, fingerprint {str(b)[:12]}): corpus, queries or judgments "
-            "differ, so their metrics are not comparable. Re-evaluate on the same data, or pass --force."
+            f"the results were computed on different data (baseline: {a.path} split {a.split!r}, fingerprint "
+            f"{str(a.fingerprint)[:12]}; candidate: {b.path} split {b.split!r}, fingerprint {str(b.fingerprint)[:12]}): "
+            "corpus, queries or judgments differ, so their metrics are not comparable. Re-evaluate on the same data, "
+            "or pass --force."
         )
 
 
+def shared_queries(metric: str, baseline: Mapping[str, float], candidate: Mapping[str, float],
+                   allow_missing: bool = False) -> tuple[list[str], int, int]:
+    """(query ids both scored, sorted; baseline queries the candidate lacks; candidate queries the
+    baseline lacks). Unless `allow_missing`, any query scored by one side only is an error: dropping
+    it silently would let a candidate hide its worst queries, and would move either mean."""
+    missing = sorted(set(baseline) - set(candidate))
+    extra = sorted(set(candidate) - set(baseline))
+    if (missing or extra) and not allow_missing:
+        parts = [f"{len(ids)} {what} (e.g. {', '.join(ids[:3])})" for ids, what in (
+            (missing, f"of the baseline's {len(baseline)} queries are missing from the candidate"),
+            (extra, "candidate queries are not in the baseline")) if ids]
+        raise DataError(f"{metric}: {'; '.join(parts)}. Both results must score the same queries; re-evaluate on "
+                        "the same split, or pass --allow-missing-queries to compare over the queries both scored.")
+    qids = sorted(set(baseline) & set(candidate))
+    if not qids:
+        raise DataError(f"the results share no query for {metric!r}; were they computed on the same split?")
+    return qids, len(missing), len(extra)
+
+
 def compare(baseline: EvaluationResult, candidate: EvaluationResult, config: CompareConfig | None = None,
-            force: bool = False) -> Comparison:
-    """Compare two results metric by metric over the queries both scored."""
+            force: bool = False, allow_missing: bool = False) -> Comparison:
+    """Compare two results metric by metric. Both must score the same queries; with `allow_missing`
+    the comparison runs over the queries both scored and records how many each side lacked."""
     config = config or CompareConfig()
     check_comparable(baseline, candidate, force)
+    texts = {**baseline.queries, **candidate.queries}
     out: dict[str, MetricComparison] = {}
     for metric in config.metrics:
         if metric not in baseline.per_query or metric not in candidate.per_query:
             have = sorted(set(baseline.per_query) & set(candidate.per_query))
             raise DataError(f"metric {metric!r} is not in both results (both have: {', '.join(have) or 'none'}); "
                             "evaluate with --metrics including it.")
-        base_q, cand_q = baseline.per_query[metric], candidate.per_query[metric]
-        qids = sorted(set(base_q) & set(cand_q))
-        if not qids:
-            raise DataError(f"the results share no query for {metric!r}; were they computed on the same split?")
-        b = np.array([base_q[q] for q in qids], dtype=np.float64)
-        c = np.array([cand_q[q] for q in qids], dtype=np.float64)
-        d = c - b
-        p = paired_p_value(b, c, config.test, config.n_permutations, config.seed)
-        low, high = bootstrap_interval(d, config.bootstrap, config.seed)
-        order = np.argsort(d, kind="stable")[: config.worst]
-        texts = {**baseline.queries, **candidate.queries}
-        worst = [QueryDelta(qids[i], float(b[i]), float(c[i]), float(d[i]), texts.get(qids[i]))
-                 for i in order if d[i] < -TIE]
-        out[metric] = MetricComparison(
-            metric=metric, baseline=float(b.mean()), candidate=float(c.mean()), delta=float(d.mean()),
-            p_value=p, test=config.test.value, ci_low=low, ci_high=high,
-            wins=int((d > TIE).sum()), ties=int((np.abs(d) <= TIE).sum()), losses=int((d < -TIE).sum()),
-            n_queries=len(qids), deltas=dict(zip(qids, d.tolist(), strict=True)), worst=worst,
-        )
+        out[metric] = compare_metric(metric, baseline.per_query[metric], candidate.per_query[metric], config,
+                                     texts, allow_missing)
     return Comparison(
-        baseline={k: baseline.model.get(k) for k in ("name", "fingerprint")},
-        candidate={k: candidate.model.get(k) for k in ("name", "fingerprint")},
-        dataset={k: candidate.dataset.get(k) for k in ("path", "split", "fingerprint")},
+        baseline={"name": baseline.model.name, "fingerprint": baseline.model.fingerprint},
+        candidate={"name": candidate.model.name, "fingerprint": candidate.model.fingerprint},
+        dataset={k: getattr(candidate.dataset, k) for k in ("path", "split", "fingerprint")},
         metrics=out,
-        forced=force and baseline.dataset.get("fingerprint") != candidate.dataset.get("fingerprint"),
+        forced=force and baseline.dataset.fingerprint != candidate.dataset.fingerprint,
+    )
+
+
+def compare_metric(metric: str, baseline: Mapping[str, float], candidate: Mapping[str, float], config: CompareConfig,
+                   texts: Mapping[str, str] | None = None, allow_missing: bool = False) -> MetricComparison:
+    """One metric's comparison from the per-query values of each side (query id -> value)."""
+    check_scores({}, {metric: baseline}, "baseline")
+    check_scores({}, {metric: candidate}, "candidate")
+    qids, n_missing, n_extra = shared_queries(metric, baseline, candidate, allow_missing)
+    b = np.array([baseline[q] for q in qids], dtype=np.float64)
+    c = np.array([candidate[q] for q in qids], dtype=np.float64)
+    d = c - b
+    low, high = bootstrap_interval(d, config.bootstrap, config.seed)
+    order = np.argsort(d, kind="stable")[: config.worst]
+    texts = texts or {}
+    worst = [QueryDelta(qids[i], float(b[i]), float(c[i]), float(d[i]), texts.get(qids[i]))
+             for i in order if d[i] < -TIE]
+    return MetricComparison(
+        metric=metric, baseline=float(b.mean()), candidate=float(c.mean()), delta=float(d.mean()),
+        p_value=paired_p_value(b, c, config.test, config.n_permutations, config.seed), test=config.test.value,
+        ci_low=low, ci_high=high,
+        wins=int((d > TIE).sum()), ties=int((np.abs(d) <= TIE).sum()), losses=int((d < -TIE).sum()),
+        n_queries=len(qids), deltas=dict(zip(qids, d.tolist(), strict=True)), worst=worst,
+        missing_queries=n_missing, extra_queries=n_extra,
     )

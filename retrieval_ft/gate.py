@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compare import Comparison, compare
+from .compare import Comparison, MetricComparison, compare
 from .config import CompareConfig, GateConfig, GateRules
+from .errors import ConfigError, DataError
 from .results import EvaluationResult
 
 
@@ -30,10 +31,7 @@ def apply_rules(name: str, comparison: Comparison, rules: GateRules) -> tuple[li
     """(failures, checks) of `rules` on one comparison."""
     failures, checks = [], []
     where = "" if name == "main" else f"guard set {name!r}: "
-    for metric in rules.metrics:
-        if metric not in comparison.metrics:
-            failures.append(f"{where}{metric} was not compared (evaluate with --metrics including it).")
-            continue
+    for metric in rules.metrics:  # compare() refused the results unless both have every one
         m = comparison.metrics[metric]
         drop = -m.delta
         stats = f"{m.baseline:.4f} -> {m.candidate:.4f} ({m.delta:+.4f}, p={m.p_value:.3g}, 95% CI [{m.ci_low:+.4f}, {m.ci_high:+.4f}])"
@@ -43,7 +41,7 @@ def apply_rules(name: str, comparison: Comparison, rules: GateRules) -> tuple[li
         elif rules.max_drop_any is not None and drop > rules.max_drop_any:
             failures.append(f"{where}{metric} dropped {stats}; more than {rules.max_drop_any:g}, which fails even "
                             "without significance.")
-        checks.append(f"{where}{metric} {stats}")
+        checks.append(f"{where}{metric} {stats}{missing_note(m)}")
         if rules.min_value is not None and m.candidate < rules.min_value:
             failures.append(f"{where}{metric} is {m.candidate:.4f}, below the required minimum {rules.min_value:g}.")
         if rules.min_gain is not None and m.delta < rules.min_gain:
@@ -58,23 +56,52 @@ def apply_rules(name: str, comparison: Comparison, rules: GateRules) -> tuple[li
     return failures, checks
 
 
+def missing_note(m: MetricComparison) -> str:
+    """The tail "; N baseline queries missing from the candidate" (and likewise for candidate queries)
+    when the comparison left queries out (allow_missing), else ""."""
+    parts = [f"{n} {what}" for n, what in ((m.missing_queries, "baseline queries missing from the candidate"),
+                                           (m.extra_queries, "candidate queries missing from the baseline")) if n]
+    return "".join(f"; {p}" for p in parts)
+
+
 def gate(baseline: EvaluationResult, candidate: EvaluationResult, config: GateConfig | None = None,
          guards: dict[str, tuple[EvaluationResult, EvaluationResult]] | None = None, force: bool = False,
-         also_compare: tuple[str, ...] = ()) -> Verdict:
+         also_compare: tuple[str, ...] = (), allow_missing: bool = False) -> Verdict:
     """Compare and apply the rules to the main results and to each guard set's (baseline, candidate).
 
     `also_compare`: metrics compared for the report too (when both results have them), without rules.
+    `allow_missing`: compare over the queries both results scored (see `compare`).
+    Rules for a guard set that is not among `guards` are an error: they would check nothing.
     """
     config = config or GateConfig()
-    pairs = {"main": (baseline, candidate), **(guards or {})}
+    guards = guards or {}
+    if "main" in guards:
+        raise ConfigError("a guard set cannot be named 'main' (the name of the main dataset's comparison); rename it.")
+    unknown = sorted(set(config.guards) - set(guards))
+    if unknown:
+        have = ", ".join(map(repr, guards)) or "none"
+        raise ConfigError(f"gate rules name guard set(s) {', '.join(map(repr, unknown))}, which the results do not "
+                          f"have (guard sets: {have}); fix the name under `guards:` or remove its rules.")
     reasons, checked, comparisons = [], [], {}
-    for name, (base, cand) in pairs.items():
+    for name, (base, cand) in {"main": (baseline, candidate), **guards}.items():
         rules = config.rules if name == "main" else config.for_guard(name)
         extra = tuple(m for m in also_compare if m in base.per_query and m in cand.per_query)
-        cmp_config = CompareConfig(metrics=tuple(dict.fromkeys(rules.metrics + extra)), test=config.test, alpha=rules.alpha,
+        cmp_config = CompareConfig(metrics=tuple(dict.fromkeys(rules.metrics + extra)), test=config.test,
                                    bootstrap=config.bootstrap, seed=config.seed)
-        comparisons[name] = compare(base, cand, cmp_config, force=force)
+        comparisons[name] = compare(base, cand, cmp_config, force=force, allow_missing=allow_missing)
         failures, checks = apply_rules(name, comparisons[name], rules)
         reasons += failures
         checked += checks
     return Verdict(passed=not reasons, reasons=reasons, comparisons=comparisons, checked=checked)
+
+
+def pair_guards(baseline: dict[str, EvaluationResult], candidate: dict[str, EvaluationResult]
+                ) -> dict[str, tuple[EvaluationResult, EvaluationResult]]:
+    """Guard results of two run reports, paired by name. A guard set on one side only is an error:
+    a candidate without a guard set would skip its rules."""
+    lonely = sorted(set(baseline) ^ set(candidate))
+    if lonely:
+        raise DataError(f"guard set(s) {', '.join(map(repr, lonely))} are in only one of the two reports "
+                        f"(baseline: {', '.join(sorted(baseline)) or 'none'}; candidate: "
+                        f"{', '.join(sorted(candidate)) or 'none'}); gate reports of runs with the same guard sets.")
+    return {name: (baseline[name], candidate[name]) for name in baseline}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ._io import cache_dir
 from .config import check_metrics
+from .errors import DataError
 
 Run = Mapping[str, Mapping[str, float]]  # query id -> doc id -> score
 QrelsMap = Mapping[str, Mapping[str, int]]  # query id -> doc id -> grade
@@ -47,15 +48,18 @@ def ranked(results: Mapping[str, float]) -> list[tuple[str, float]]:
     return sorted(results.items(), key=lambda item: (-item[1], item[0]))
 
 
-def evaluate(qrels: QrelsMap, run: Run, metrics: tuple[str, ...] | list[str] = ("ndcg@10",)) -> MetricScores:
+def evaluate_run(qrels: QrelsMap, run: Run, metrics: tuple[str, ...] | list[str] = ("ndcg@10",)) -> MetricScores:
     """Score `run` against `qrels` for each metric over the judged queries (see module docstring).
 
-    Queries in the run without judgments are ignored.
+    Queries in the run without judgments are ignored. Without any judged query no metric is defined,
+    so that is a DataError, not a NaN.
     """
     names = check_metrics(metrics, k=10**9)
     judged = sorted(q for q, docs in qrels.items() if any(g > 0 for g in docs.values()))
     if not judged:
-        return MetricScores({m: float("nan") for m in names}, {m: {} for m in names}, 0)
+        what = f"every judgment of the {len(qrels)} queries judged is grade 0 (not relevant)" if qrels else "there are no judgments"
+        raise DataError(f"no judged query: {what}, so no metric is defined; evaluate on judgments with at least "
+                        "one relevant (grade >= 1) document per query.")
     ranx_qrels = {q: {d: int(g) for d, g in qrels[q].items()} for q in judged}
     ranx_run = {}
     for q in judged:

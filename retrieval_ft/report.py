@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._io import write_text_atomic
 from .compare import Comparison
-from .gate import Verdict
+from .gate import Verdict, missing_note
 from .metrics import ranked
 from .results import EvaluationResult
 
@@ -31,9 +31,9 @@ def evaluation_table(result: EvaluationResult) -> str:
     ds, model, t = result.dataset, result.model, result.timings
     width = max(len(m) for m in result.metrics) if result.metrics else 6
     lines = [
-        f"model    {model.get('name')}  (fingerprint {str(model.get('fingerprint'))[:12]})",
-        f"dataset  {ds.get('path')}  split={ds.get('split')}  docs={ds.get('n_docs')}  "
-        f"judged queries={ds.get('n_queries_judged')}  skipped (no judgments)={ds.get('n_queries_skipped')}",
+        f"model    {model.name}  (fingerprint {str(model.fingerprint)[:12]})",
+        f"dataset  {ds.path}  split={ds.split}  docs={ds.n_docs}  "
+        f"judged queries={ds.n_queries_judged}  skipped (no judgments)={ds.n_queries_skipped}",
         "",
         f"{'metric':<{width}}  value",
         f"{'-' * width}  ------",
@@ -52,6 +52,10 @@ def comparison_markdown(comparison: Comparison, title: str = "Retrieval comparis
              f"`{comparison.dataset.get('path')}` (split `{comparison.dataset.get('split')}`)", ""]
     if comparison.forced:
         lines += ["**Warning:** the results were computed on different data (--force).", ""]
+    for m in comparison.metrics.values():
+        if m.missing_queries or m.extra_queries:
+            lines += [f"**Note ({m.metric}):** compared over the {m.n_queries} queries both scored"
+                      f"{missing_note(m).replace('; ', ', ')} (--allow-missing-queries).", ""]
     lines += ["| metric | baseline | candidate | delta | 95% CI | p-value | wins / ties / losses |",
               "|---|---:|---:|---:|---|---:|---|"]
     for m in comparison.metrics.values():
@@ -115,7 +119,7 @@ def page_gallery(dataset: IRDataset, base: EvaluationResult, tuned: EvaluationRe
     out of them. Empty unless the corpus has page images."""
     if not any(d.image for d in dataset.corpus.values()) or metric not in tuned.per_query:
         return []
-    qrels = dataset.split(tuned.dataset.get("split", "test"))
+    qrels = dataset.split(tuned.dataset.split or "test")
     after, before = tuned.per_query[metric], base.per_query.get(metric, {})
     worst = sorted(after, key=lambda q: (after[q], after[q] - before.get(q, after[q]), q))[:n]
 
@@ -234,9 +238,9 @@ def run_html(report: Any) -> str:
              f'<h1>retrieval-ft run: <span class="{status}" id="verdict">gate {status}</span></h1>']
     if v.reasons:
         parts.append('<ul id="reasons">' + "".join(f"<li>{_esc(r)}</li>" for r in v.reasons) + "</ul>")
-    parts.append(f"<p>Base <code>{_esc(report.base.model.get('name'))}</code>, tuned with <b>{_esc(t['method'])}</b>, "
-                 f"on <code>{_esc(report.base.dataset.get('path'))}</code> (split {_esc(report.base.dataset.get('split'))}, "
-                 f"{report.base.dataset.get('n_queries_judged')} judged queries).</p>")
+    parts.append(f"<p>Base <code>{_esc(report.base.model.name)}</code>, tuned with <b>{_esc(t['method'])}</b>, "
+                 f"on <code>{_esc(report.base.dataset.path)}</code> (split {_esc(report.base.dataset.split)}, "
+                 f"{report.base.dataset.n_queries_judged} judged queries).</p>")
     parts.append('<h2>Before and after</h2><table id="metrics"><tr><th>metric</th><th>base</th><th>tuned</th><th>delta</th>'
                  "<th>95% CI</th><th>p-value</th></tr>")
     for name, value in report.base.metrics.items():

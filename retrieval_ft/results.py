@@ -1,24 +1,35 @@
 """The evaluation result record: what `evaluate` writes and later stages (compare, gate) read.
 
-Plain data and JSON only; no torch, no models.
+Plain data and JSON only; no torch, no models. A file is checked when it is loaded, so a hand-edited
+or foreign file is refused with one line naming the file and field, never scored.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import math
 import platform
-from dataclasses import asdict, dataclass, field
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._io import write_json_atomic
-from .errors import DataError
+from .config import check_metrics
+from .errors import ConfigError, DataError
 
 SCHEMA_VERSION = 1
 TOP_DOCS = 10  # hits kept per query in a result, for reports
 VERSIONED = ("retrieval-ft", "torch", "sentence-transformers", "transformers", "peft", "faiss-cpu", "ranx",
              "datasets", "numpy")
+# Every metric of config.METRIC_NAMES is a share or a normalised gain, so each value lies in [0, 1];
+# SCORE_SLACK absorbs float rounding (an NDCG of 1.0000000000000002).
+SCORE_RANGE = (0.0, 1.0)
+SCORE_SLACK = 1e-9
 
 
 def library_versions() -> dict[str, str]:
@@ -31,30 +42,122 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+R = TypeVar("R", bound="_Record")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Record:
+    """A description read from a JSON object. Keys the file did not have stay absent when it is
+    written again (`absent`), and keys this version does not know are kept as read (`extra`)."""
+
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    absent: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("extra", "absent"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: copy.deepcopy(getattr(self, k)) for k in self.keys() if k not in self.absent}
+        return {**copy.deepcopy(self.extra), **out}
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, source: str = "<dict>") -> R:
+        if not isinstance(data, Mapping):
+            raise DataError(f"{source}: expected a JSON object, got {_kind(data)}.")
+        hints = typing.get_type_hints(cls)
+        known = cls.keys()
+        for key in known:
+            if key in data and not _fits(data[key], hints[key]):
+                raise DataError(f"{source}: field {key!r} is {_kind(data[key])}, expected {hints[key]}.")
+        return cls(**{k: data[k] for k in known if k in data},
+                   extra={k: v for k, v in data.items() if k not in known},
+                   absent=frozenset(k for k in known if k not in data))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the (outer) type of a record field: `str | None`, `int | None`, ..."""
+    if value is None:
+        return type(None) in typing.get_args(hint)
+    kinds = tuple(typing.get_origin(a) or a for a in typing.get_args(hint) if a is not type(None))
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds) and not (float in kinds and isinstance(value, float) and not math.isfinite(value))
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), f"{type(value).__name__} {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo(_Record):
+    """The encoder a result was computed with (`Encoder.describe()`): name and weights' fingerprint, and
+    the settings besides the weights that decide the vectors."""
+
+    name: str | None = None
+    path: str | None = None
+    fingerprint: str | None = None
+    document_fingerprint: str | None = None
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    similarity: str | None = None
+    normalize: bool | None = None
+    max_seq_length: int | None = None
+    precision: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetInfo(_Record):
+    """The data a result was computed on: where, which split, its fingerprint, and what was left out."""
+
+    path: str | None = None
+    split: str | None = None
+    fingerprint: str | None = None
+    n_docs: int | None = None
+    n_queries_judged: int | None = None
+    n_queries_skipped: int | None = None  # queries without a relevant judgment
+    skipped_query_ids: list[str] | None = None
+    dropped_judgments: int | None = None  # judgments naming unknown ids (--drop-unknown-judgments)
+    skipped_pages: list[str] | None = None  # pages that failed to decode (--skip-bad-images)
+
+
 @dataclass
 class EvaluationResult:
     """Metrics of one encoder on one dataset split.
 
     `metrics`: name -> mean over judged queries; `per_query`: name -> {query id -> value};
-    `model`: name, path, fingerprint and encoding settings; `dataset`: path, split, fingerprint and
-    counts; `retrieval`: k and index; `timings`: seconds per stage; `cache`: corpus-embedding reuse;
-    `top_docs`: the first hits of each query, best first (empty in files written before it existed).
+    `model` and `dataset`: what produced it (a mapping given here is read into `ModelInfo` and
+    `DatasetInfo`); `retrieval`: k and index; `timings`: seconds per stage; `cache`: corpus-embedding
+    reuse; `top_docs`: the first hits of each query, best first (empty in files written before it
+    existed). `versions`: the libraries that computed it; a new record takes today's, a loaded file
+    keeps what it recorded (None when it recorded none: provenance is never filled in afterwards).
     """
 
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]]
-    model: dict[str, Any]
-    dataset: dict[str, Any]
+    model: ModelInfo
+    dataset: DatasetInfo
     retrieval: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
     queries: dict[str, str] = field(default_factory=dict)  # judged query id -> text, for reports
     top_docs: dict[str, list[str]] = field(default_factory=dict)  # judged query id -> its first TOP_DOCS hits
-    versions: dict[str, str] = field(default_factory=library_versions)
+    versions: dict[str, str] | None = field(default_factory=library_versions)
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelInfo):
+            self.model = ModelInfo.from_dict(self.model, "model")
+        if not isinstance(self.dataset, DatasetInfo):
+            self.dataset = DatasetInfo.from_dict(self.dataset, "dataset")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out["model"], out["dataset"] = self.model.to_dict(), self.dataset.to_dict()
+        if self.versions is None:
+            del out["versions"]
+        return out
 
     def save(self, path: str | Path) -> Path:
         write_json_atomic(path, self.to_dict())
@@ -62,15 +165,57 @@ class EvaluationResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> EvaluationResult:
+        """A result from its JSON object, checked: refuses (DataError naming `source` and the field)
+        what could make a comparison wrong, such as a NaN, a string or an out-of-range score."""
         missing = [k for k in ("metrics", "per_query", "model", "dataset") if k not in data]
         if missing:
             raise DataError(f"{source}: not a retrieval-ft result file (missing {', '.join(missing)}).")
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        for name in ("retrieval", "timings", "cache", "queries", "top_docs", "versions"):
+            if name in data and not isinstance(data[name], Mapping):
+                raise DataError(f"{source}: field {name!r} is {_kind(data[name])}, expected an object.")
+        check_scores(data["metrics"], data["per_query"], source)
+        known = {f.name for f in dataclasses.fields(cls)} - {"model", "dataset", "versions"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   model=ModelInfo.from_dict(data["model"], f"{source}: model"),
+                   dataset=DatasetInfo.from_dict(data["dataset"], f"{source}: dataset"),
+                   versions=data.get("versions"))
 
     @classmethod
     def load(cls, path: str | Path) -> EvaluationResult:
         return cls.from_dict(_read_json_object(Path(path)), str(path))
+
+
+def check_scores(metrics: Any, per_query: Any, source: str) -> None:
+    """Means and per-query values must be finite numbers in SCORE_RANGE, under known metric names."""
+    for field_name, values in (("metrics", metrics), ("per_query", per_query)):
+        if not isinstance(values, Mapping):
+            raise DataError(f"{source}: field {field_name!r} is {_kind(values)}, expected an object of metric names.")
+        for name in values:
+            try:
+                check_metrics([name], k=10**9)
+            except ConfigError as exc:
+                raise DataError(f"{source}: {field_name}: {exc}") from None
+    for name, value in metrics.items():
+        _check_score(value, f"metrics[{name!r}]", source)
+    for name, scores in per_query.items():
+        if not isinstance(scores, Mapping):
+            raise DataError(f"{source}: per_query[{name!r}] is {_kind(scores)}, expected an object of query id -> value.")
+        for query_id, value in scores.items():
+            _check_score(value, f"per_query[{name!r}][{query_id!r}]", source)
+
+
+def _check_score(value: Any, where: str, source: str) -> None:
+    low, high = SCORE_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problem = _kind(value)
+    elif not math.isfinite(value):
+        problem = repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+    elif not low - SCORE_SLACK <= value <= high + SCORE_SLACK:
+        problem = f"{value!r}, outside [{low:g}, {high:g}]"
+    else:
+        return
+    raise DataError(f"{source}: {where} is {problem}; every metric value is a number in [{low:g}, {high:g}]. "
+                    "Re-run evaluate to get a sound result file.")
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -78,6 +223,8 @@ def _read_json_object(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: result file not found.") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a result file.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc}).") from None
     if not isinstance(data, dict):
@@ -94,8 +241,13 @@ def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dic
         return EvaluationResult.from_dict(data, str(path)), {}
     if side in data and isinstance(data[side], dict):
         guards = {}
-        for name, parts in (data.get("guards") or {}).items():
-            if isinstance(parts, dict) and isinstance(parts.get(side), dict):
-                guards[name] = EvaluationResult.from_dict(parts[side], f"{path} (guards.{name}.{side})")
+        parts_by_name = data.get("guards", {})
+        if not isinstance(parts_by_name, Mapping):
+            raise DataError(f"{path}: field 'guards' is {_kind(parts_by_name)}, expected an object of guard sets.")
+        for name, parts in parts_by_name.items():  # a guard set skipped here would skip its rules
+            if not isinstance(parts, Mapping) or not isinstance(parts.get(side), Mapping):
+                raise DataError(f"{path}: guards.{name} has no '{side}' result object; a run report holds "
+                                "both 'base' and 'tuned' for every guard set.")
+            guards[name] = EvaluationResult.from_dict(parts[side], f"{path} (guards.{name}.{side})")
         return EvaluationResult.from_dict(data[side], f"{path} ({side})"), guards
     raise DataError(f"{path}: neither an evaluate result (no 'metrics') nor a run report (no '{side}').")

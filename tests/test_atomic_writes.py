@@ -94,3 +94,28 @@ def test_training_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path, 
     b = Encoder(str(resumed.artifact), enc).encode_documents(texts)
     assert np.abs(a - b).max() < 1e-5  # same seed and data order; float reassociation only
     assert resumed.stamp["steps"] == 12
+
+
+def test_json_artifacts_are_strict(tmp_path: Path):
+    from retrieval_ft._io import write_json_atomic
+    from retrieval_ft.errors import DataError
+
+    target = tmp_path / "r.json"
+    write_json_atomic(target, {"ok": 1.0})
+    with pytest.raises(DataError, match=r"r.json: not written: a\.b\[1\] is NaN or infinite"):
+        write_json_atomic(target, {"a": {"b": [0.5, float("nan")]}})
+    with pytest.raises(DataError, match="the value is NaN"):
+        write_json_atomic(target, float("inf"))
+    assert json.loads(target.read_text()) == {"ok": 1.0}  # the previous file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_writing_onto_a_folder_names_the_folder(tmp_path: Path):
+    from retrieval_ft._io import write_text_atomic
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        write_text_atomic(folder, "x")
+    assert err.value.filename == str(folder) and list(folder.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary file left beside it

@@ -121,12 +121,12 @@ def test_p_values_agree_with_ranx_compare(test):
     from ranx import Qrels, Run
     from ranx import compare as ranx_compare
 
-    from retrieval_ft.metrics import evaluate as score_run
+    from retrieval_ft.metrics import evaluate_run
 
     qrels, run_a, run_b = _runs(3)
     results = []
     for name, run in (("a", run_a), ("b", run_b)):
-        s = score_run(qrels, run, ["ndcg@10"])
+        s = evaluate_run(qrels, run, ["ndcg@10"])
         results.append(EvaluationResult(metrics=s.mean, per_query=s.per_query, model={"name": name},
                                         dataset={"fingerprint": "x"}))
     ours = compare(results[0], results[1], CompareConfig(test=test, n_permutations=1000, seed=42)).metrics["ndcg@10"]
@@ -204,3 +204,102 @@ def test_gate_does_not_import_torch(tmp_path: Path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout
     assert "EXIT 0 TORCH False TRANSFORMERS False" in out
+
+
+# -- records: typed, keys kept, provenance never invented --------------------------------------
+def test_records_are_typed_and_keep_the_json_keys(tmp_path: Path):
+    from retrieval_ft.results import DatasetInfo, ModelInfo
+
+    res = result(BASE)
+    assert isinstance(res.model, ModelInfo) and isinstance(res.dataset, DatasetInfo)
+    assert res.model.name == "m" and res.dataset.split == "test" and res.dataset.n_docs is None
+    data = json.loads(Path(_write(tmp_path, "r.json", res)).read_text())
+    # keys the record was not given stay out of the file, as they were
+    assert data["model"] == {"name": "m", "fingerprint": "m-fp"}
+    assert data["dataset"] == {"path": "data", "split": "test", "fingerprint": "fp-main"}
+    data["dataset"]["written_by_a_newer_version"] = [1, 2]
+    again = EvaluationResult.from_dict(data)
+    assert again.to_dict() == data and again.dataset.extra == {"written_by_a_newer_version": [1, 2]}
+
+
+def test_a_loaded_file_keeps_its_provenance_and_a_new_result_records_it(tmp_path: Path):
+    fresh = result(BASE)
+    assert fresh.versions and "python" in fresh.versions and "numpy" in fresh.versions
+    data = fresh.to_dict()
+    del data["versions"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    loaded = EvaluationResult.load(old)
+    assert loaded.versions is None and "versions" not in loaded.to_dict()  # not stamped with today's
+    data["versions"] = {"python": "3.0.0", "ranx": "0.1"}
+    assert EvaluationResult.from_dict(data).to_dict()["versions"] == {"python": "3.0.0", "ranx": "0.1"}
+
+
+def test_gate_settings_are_loaded_by_config(tmp_path: Path):
+    from retrieval_ft.config.gate import load_gate_config
+
+    path = tmp_path / "gate.yaml"
+    path.write_text("max_drop: 0.01\n")
+    assert load_gate_config(str(path)).rules.max_drop == 0.01
+    path.write_text("rules: {max_drop: 0.01}\nguards: {cisi: {max_drop: 0.05}}\n")
+    config = load_gate_config(str(path))
+    assert config.rules.max_drop == 0.01 and config.for_guard("cisi").max_drop == 0.05
+    assert load_gate_config(None) == GateConfig()
+
+
+@pytest.mark.parametrize("values", [{"max_drop": float("nan")}, {"max_drop_any": float("nan")},
+                                    {"min_gain": float("inf")}, {"min_value": float("-inf")},
+                                    {"loss_threshold": float("nan")}, {"metrics": ()}])
+def test_rules_that_would_check_nothing_are_refused(values):
+    with pytest.raises(ConfigError, match="finite|non-empty"):
+        GateRules(**values)
+
+
+def test_significance_is_decided_by_the_gate_rules_only():
+    assert "alpha" not in CompareConfig.__dataclass_fields__
+    with pytest.raises(ConfigError, match="non-empty"):
+        CompareConfig(metrics=())
+
+
+def test_rules_for_a_guard_set_that_is_not_there_are_refused():
+    base, cand = result(BASE), result(shifted(0.02, 0.01))
+    config = GateConfig(guards={"cisi": {"max_drop": 0.1}})
+    with pytest.raises(ConfigError, match="guard set.*'cisi'.*guard sets: none"):
+        gate(base, cand, config)
+    assert gate(base, cand, config, guards={"cisi": (base, cand)}).passed
+
+
+# -- queries scored by one side only ----------------------------------------------------------
+def test_a_candidate_missing_queries_is_refused_unless_allowed():
+    base, cand = result(BASE), result(shifted(0.02, 0.01))
+    for q in ("q0000", "q0001"):
+        del cand.per_query["ndcg@10"][q]
+    with pytest.raises(DataError, match="2 of the baseline's 300 queries are missing from the candidate"):
+        compare(base, cand)
+    with pytest.raises(DataError, match="--allow-missing-queries"):
+        gate(base, cand)
+    m = compare(base, cand, allow_missing=True).metrics["ndcg@10"]
+    assert (m.n_queries, m.missing_queries, m.extra_queries) == (298, 2, 0)
+    verdict = gate(base, cand, allow_missing=True)
+    assert "2 baseline queries missing from the candidate" in verdict.checked[0]
+    from retrieval_ft.report import verdict_markdown
+
+    assert "2 baseline queries missing from the candidate" in verdict_markdown(verdict)
+    with pytest.raises(DataError, match="2 candidate queries are not in the baseline"):
+        compare(cand, base)
+
+
+# -- strict numbers -----------------------------------------------------------------------------
+def test_no_nan_reaches_a_comparison():
+    with pytest.raises(DataError, match="no per-query differences"):
+        bootstrap_interval(np.array([]), 100, 0)
+    # differences all equal: the t statistic is infinite, the p-value 0 (not NaN)
+    base, cand = result(np.array([0.0, 0.25, 0.5, 0.25])), result(np.array([0.25, 0.5, 0.75, 0.5]))
+    m = compare(base, cand).metrics["ndcg@10"]
+    assert np.isfinite([m.p_value, m.ci_low, m.ci_high]).all()
+    one = compare(result(np.array([0.5])), result(np.array([0.75]))).metrics["ndcg@10"]
+    assert one.p_value == 1.0 and one.ci_low == one.ci_high == 0.25
+    bad = result(BASE)
+    bad.per_query["ndcg@10"]["q0003"] = float("nan")  # built in Python, never loaded: compare still checks
+    with pytest.raises(DataError, match=r"q0003.*NaN"):
+        compare(result(BASE), bad)

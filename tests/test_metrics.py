@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from retrieval_ft.config import check_metrics
-from retrieval_ft.errors import ConfigError
-from retrieval_ft.metrics import evaluate
+from retrieval_ft.errors import ConfigError, DataError
+from retrieval_ft.metrics import evaluate_run
 
 from .conftest import shared_dataset
 
@@ -18,7 +18,7 @@ from .conftest import shared_dataset
 def test_hand_computed_graded_example():
     qrels = {"q1": {"d1": 2, "d2": 1, "d3": 0}}
     run = {"q1": {"d3": 0.9, "d1": 0.8, "d4": 0.7, "d2": 0.6}}
-    s = evaluate(qrels, run, ["ndcg@10", "ndcg_burges@10", "mrr@10", "recall@2", "recall@100", "map@100"])
+    s = evaluate_run(qrels, run, ["ndcg@10", "ndcg_burges@10", "mrr@10", "recall@2", "recall@100", "map@100"])
     # relevant d1 (grade 2) at rank 2, d2 (grade 1) at rank 4
     assert s.mean["ndcg@10"] == pytest.approx((2 / math.log2(3) + 1 / math.log2(5)) / (2 + 1 / math.log2(3)), abs=1e-12)
     assert s.mean["ndcg_burges@10"] == pytest.approx((3 / math.log2(3) + 1 / math.log2(5)) / (3 + 1 / math.log2(3)), abs=1e-12)
@@ -31,17 +31,32 @@ def test_hand_computed_graded_example():
 def test_ties_are_broken_by_doc_id():
     qrels = {"a": {"d5": 1}, "b": {"d7": 1}}
     run = {"a": {"d6": 0.5, "d5": 0.5}, "b": {"d7": 0.5, "d6": 0.5}}
-    s = evaluate(qrels, run, ["mrr@10"])
+    s = evaluate_run(qrels, run, ["mrr@10"])
     assert s.per_query["mrr@10"] == {"a": 1.0, "b": 0.5}
 
 
 def test_unjudged_queries_are_left_out_and_empty_results_score_zero():
     qrels = {"judged": {"d1": 1}, "all-zero": {"d2": 0}, "no-results": {"d3": 1}}
     run = {"judged": {"d1": 1.0}, "all-zero": {"d2": 1.0}, "extra": {"d1": 1.0}}
-    s = evaluate(qrels, run, ["ndcg@10", "recall@100"])
+    s = evaluate_run(qrels, run, ["ndcg@10", "recall@100"])
     assert s.n_queries == 2
     assert s.per_query["ndcg@10"] == {"judged": 1.0, "no-results": 0.0}
     assert s.mean["ndcg@10"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("qrels", [{"q1": {"d1": 0}, "q2": {"d2": 0, "d3": 0}}, {}])
+def test_no_judged_query_is_an_error_not_nan(qrels):
+    with pytest.raises(DataError, match="no judged query") as err:
+        evaluate_run(qrels, {"q1": {"d1": 1.0}}, ["ndcg@10", "recall@100"])
+    assert ("grade 0" if qrels else "no judgments") in str(err.value)
+
+
+def test_one_name_for_scoring_a_run():
+    import retrieval_ft
+    from retrieval_ft import metrics
+
+    assert retrieval_ft.evaluate_run is metrics.evaluate_run
+    assert not hasattr(metrics, "evaluate")
 
 
 def test_metric_names_are_checked():
@@ -87,7 +102,7 @@ METRICS = ["ndcg@10", "ndcg@3", "recall@100", "recall@5", "mrr@10", "map@100"]
 
 
 def _check_against_reference(qrels, run):
-    s = evaluate(qrels, run, METRICS)
+    s = evaluate_run(qrels, run, METRICS)
     for name in METRICS:
         metric, k = name.split("@")
         ref = reference(qrels, run, metric, int(k))

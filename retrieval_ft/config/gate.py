@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from .base import _enum, _positive, from_dict
+from .base import _enum, _positive, from_dict, load_yaml
 from .evaluation import check_metrics
 
 
@@ -17,9 +18,11 @@ class StatTest(str, enum.Enum):
 
 @dataclass(frozen=True)
 class CompareConfig:
+    """How two results are compared. Whether a difference is significant enough to matter is the
+    gate's decision (GateRules.alpha), not the comparison's."""
+
     metrics: tuple[str, ...] = ("ndcg@10",)
     test: StatTest = StatTest.STUDENT
-    alpha: float = 0.05
     n_permutations: int = 10000  # fisher
     bootstrap: int = 10000  # resamples for the 95 % confidence interval of the delta
     seed: int = 0
@@ -29,9 +32,22 @@ class CompareConfig:
         _enum(self, "test", StatTest)
         for name in ("n_permutations", "bootstrap", "worst"):
             _positive(self, name)
-        if not 0 < self.alpha < 1:
-            raise ConfigError(f"alpha must be in (0, 1), got {self.alpha!r}.")
-        object.__setattr__(self, "metrics", check_metrics(self.metrics, k=10**9))
+        object.__setattr__(self, "metrics", _metrics(self.metrics))
+
+
+def _metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(names, str) or not names:
+        raise ConfigError(f"metrics: expected a non-empty list of metric names, got {names!r}; "
+                          "an empty list would compare and check nothing.")
+    return check_metrics(names, k=10**9)
+
+
+def _finite(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,10 @@ class GateRules:
     loss_threshold: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metrics", check_metrics(self.metrics, k=10**9))
+        object.__setattr__(self, "metrics", _metrics(self.metrics))
+        for name in ("max_drop", "alpha", "max_drop_any", "min_value", "min_gain", "max_losing_share",
+                     "loss_threshold"):
+            _finite(self, name)  # a NaN compares false with everything, so it would switch its rule off
         if not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be in (0, 1), got {self.alpha!r}.")
         for name in ("max_drop", "loss_threshold"):
@@ -81,3 +100,15 @@ class GateConfig:
 
     def for_guard(self, name: str) -> GateRules:
         return self.guards.get(name, self.guard_rules)
+
+
+def load_gate_config(path: str | None = None) -> GateConfig:
+    """Gate settings from a YAML file (the defaults without one). A file whose top level holds rule
+    keys (max_drop, metrics, ...), or no GateConfig key at all, is the main dataset's rules (so a
+    misspelt rule is answered with the rule it resembles)."""
+    values = load_yaml(path) if path else {}
+    config_keys = set(GateConfig.__dataclass_fields__)
+    rule_keys = set(GateRules.__dataclass_fields__) - config_keys
+    if values and (set(values) & rule_keys or not set(values) & config_keys):
+        values = {"rules": values}
+    return from_dict(GateConfig, values, path or "")
