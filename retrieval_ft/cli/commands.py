@@ -45,9 +45,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     values = load_yaml(args.config) if args.config else {}
     values.update(config_values(args, TrainConfig))
-    if args.hard_negatives is not None:
-        values["hard_negatives"] = {**values.get("hard_negatives", {}), "enabled": args.hard_negatives > 0,
-                                    "num": max(1, args.hard_negatives)}
+    if args.negatives is not None:
+        values["hard_negatives"] = {**values.get("hard_negatives", {}), "enabled": args.negatives > 0,
+                                    "num": max(1, args.negatives)}
     config = from_dict(TrainConfig, values, args.config or "")
     encode = encode_config(args, "encode_", precision=args.precision)
     from ..train import finetune

@@ -27,6 +27,11 @@ def _plain_type(tp: Any) -> Any:
     return typing.get_origin(tp) or tp
 
 
+# (config class, dest) of every option made by add_field: config_values reads only those, so a
+# command's own flag that happens to share a field's name is never taken for the field
+_DECLARED: set[tuple[type, str]] = set()
+
+
 def add_field(group: Any, cls: type, name: str, flag: str | None = None, *, prefix: str = "",
               help: str | None = None, **kwargs: Any) -> None:  # noqa: A002 - argparse's word
     """Add the option for config field `cls.name` (flag `--name-with-dashes` unless given; stored
@@ -44,6 +49,7 @@ def add_field(group: Any, cls: type, name: str, flag: str | None = None, *, pref
     if default is not None and tp is not bool and not help and default is not dataclasses.MISSING:
         text += f" (default: {show_default(default)})"
     group.add_argument(flag or "--" + name.replace("_", "-"), dest=prefix + name, default=None, help=text, **kwargs)
+    _DECLARED.add((cls, prefix + name))
 
 
 def config_values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
@@ -51,7 +57,7 @@ def config_values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict
     values = {}
     for f in dataclasses.fields(cls):
         value = getattr(args, prefix + f.name, None)
-        if value is not None:
+        if value is not None and (cls, prefix + f.name) in _DECLARED:
             values[f.name] = value
     return values
 

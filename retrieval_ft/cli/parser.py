@@ -77,7 +77,8 @@ def _train(sub: Any) -> None:
     tr.add_argument("--config", help="YAML with training settings (TrainConfig fields); flags override it")
     for name in ("method", "epochs", "lr", "batch_size", "seed", "max_steps"):
         add_field(tr, TrainConfig, name)
-    tr.add_argument("--hard-negatives", type=int, metavar="N", help="mine N hard negatives per pair with the base model")
+    tr.add_argument("--hard-negatives", type=int, metavar="N", dest="negatives",
+                    help="mine N hard negatives per pair with the base model")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     tr.add_argument("--drop-unknown-judgments", action="store_true", help=UNKNOWN_IDS_HELP)
     # batch size and precision are the training's own (precision also encodes); the cache is evaluate's
