@@ -41,16 +41,17 @@ def _setup_logging(verbose: bool, quiet: bool, command: str) -> None:
     logging.basicConfig, an application that configured logging itself keeps its handlers."""
     rank = launch_env().rank
     ours = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    others = logging.INFO if verbose else logging.WARNING
     if rank and command == "train":
         # under a launcher the other processes of `train` repeat rank 0's work and its warnings about
         # the data, so they log errors only
-        ours = logging.ERROR
+        ours = others = logging.ERROR
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(_LogFormat(rank))
         root.addHandler(handler)
-        root.setLevel(logging.INFO if verbose else logging.WARNING)
+        root.setLevel(others)
     logging.getLogger("retrieval_ft").setLevel(ours)
 
 

@@ -46,6 +46,8 @@ def add_field(group: Any, cls: type, name: str, flag: str | None = None, *, pref
         kwargs.update(action="store_const", const=not default)
     elif tp in (int, float):
         kwargs.setdefault("type", tp)
+    if tp is not bool and "choices" not in kwargs:
+        kwargs.setdefault("metavar", name.upper())
     if default is not None and tp is not bool and not help and default is not dataclasses.MISSING:
         text += f" (default: {show_default(default)})"
     group.add_argument(flag or "--" + name.replace("_", "-"), dest=prefix + name, default=None, help=text, **kwargs)

@@ -12,6 +12,7 @@ from .. import __version__
 from ..config import (
     DEFAULT_PART_SIZE,
     BenchConfig,
+    CompareConfig,
     EvalConfig,
     IndexConfig,
     Method,
@@ -165,8 +166,10 @@ def _compare(sub: Any) -> None:
                                     "parts of a run report). Exits 0 unless the input is bad (2).")
     cp.add_argument("baseline")
     cp.add_argument("candidate")
-    cp.add_argument("--metric", action="append", dest="metrics", help="metric to compare (repeatable; default ndcg@10)")
-    cp.add_argument("--test", choices=choices(StatTest), help="paired test (default student)")
+    defaults = CompareConfig()
+    cp.add_argument("--metric", action="append", dest="metrics",
+                    help=f"metric to compare (repeatable; default {', '.join(defaults.metrics)})")
+    cp.add_argument("--test", choices=choices(StatTest), help=f"paired test (default {defaults.test.value})")
     _add_output_args(cp, "comparison", "")
 
 

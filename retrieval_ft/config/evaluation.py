@@ -48,8 +48,8 @@ class IndexKind(str, enum.Enum):
 class EncodeConfig:
     """How texts and page images become vectors (the `encode` section, and the encoding flags)."""
 
-    batch_size: int | None = option(None, "texts or pages per forward pass (default: measured per input kind, "
-                                          "16 documents on a CPU, else 32)")
+    batch_size: int | None = option(None, "texts or pages per forward pass (default: chosen per input kind and "
+                                          "device, encode.default_batch_size)")
     max_seq_length: int | None = option(None, "truncate texts to this many tokens (default: the model's own limit)")
     query_prompt: str | None = option(None, "text prepended to queries (default: the model's saved 'query' prompt)")
     document_prompt: str | None = option(None, "text prepended to documents (default: the model's saved "

@@ -72,7 +72,8 @@ DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 1e-3, Method.HYBRID: 5e-4, Method.
 class TrainConfig:
     """Fine-tuning settings (the `train` section, `retrieval-ft train --config`)."""
 
-    method: Method = option(Method.FULL, "full, lora, hybrid or query-only")
+    method: Method = option(Method.FULL, "which weights train: every one (full), LoRA adapters (lora), adapters "
+                                         "plus named modules (hybrid) or the query side only (query-only)")
     epochs: float = option(1.0, "passes over the training pairs")
     lr: float | None = option(None, "learning rate (default: the method's, " + ", ".join(
         f"{v:g} {m.value}" for m, v in DEFAULT_LR.items()) + ")")
