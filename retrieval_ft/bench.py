@@ -44,7 +44,7 @@ def _summary(values: list[float]) -> dict[str, Any]:
             "per_seed": values}
 
 
-def _seed_run(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDataset,
+def _tune_seed(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDataset,
               guards: dict[str, tuple[IRDataset, str]], base_encoder: Encoder,
               ) -> tuple[EvaluationResult, dict[str, EvaluationResult], dict[str, Any]]:
     """Tune one method with one seed and evaluate it on the test split and every guard set.
@@ -126,18 +126,18 @@ def _inputs(config: BenchConfig) -> tuple[BenchConfig, IRDataset, dict[str, tupl
     return config, dataset, guards, overlap
 
 
-def _method_entry(spec: BenchMethod, runs: list[EvaluationResult], guard_runs: dict[str, list[EvaluationResult]],
+def _method_entry(spec: BenchMethod, by_seed: list[EvaluationResult], guard_by_seed: dict[str, list[EvaluationResult]],
                   costs: list[dict[str, Any]], base: EvaluationResult, base_guards: dict[str, EvaluationResult],
                   metrics: list[str], n_docs: int) -> dict[str, Any]:
     """One method's figures over its seeds: metric summaries, the paired comparison with the base
     (on per-query values averaged over seeds), guard-set deltas and cost."""
     cmp = CompareConfig(metrics=tuple(metrics))
-    main = compare(base, _seed_mean(runs, base), cmp).metrics
+    main = compare(base, _seed_mean(by_seed, base), cmp).metrics
     # re-index cost: seconds to re-encode the collection, over the seeds that did (not from the cache)
-    cold = [c["reencode_seconds"] for c, r in zip(costs, runs, strict=True) if not r.cache.get("hit")]
+    cold = [c["reencode_seconds"] for c, r in zip(costs, by_seed, strict=True) if not r.cache.get("hit")]
     entry: dict[str, Any] = {
         "method": spec.method.value, "train": spec.train,
-        "metrics": {m: _summary([r.metrics[m] for r in runs]) for m in metrics},
+        "metrics": {m: _summary([r.metrics[m] for r in by_seed]) for m in metrics},
         "delta": {m: main[m].delta for m in metrics},
         "p_value": {m: main[m].p_value for m in metrics},
         "ci": {m: [main[m].ci_low, main[m].ci_high] for m in metrics},
@@ -151,7 +151,7 @@ def _method_entry(spec: BenchMethod, runs: list[EvaluationResult], guard_runs: d
             "reencode_seconds": statistics.fmean(cold) if cold else None,
         },
     }
-    for n, seed_results in guard_runs.items():
+    for n, seed_results in guard_by_seed.items():
         g = compare(base_guards[n], _seed_mean(seed_results, base_guards[n]), cmp).metrics
         entry["guards"][n] = {m: {"delta": g[m].delta, "p_value": g[m].p_value} for m in metrics}
     return entry
@@ -182,19 +182,19 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
                              "guards": {n: {m: r.metrics[m] for m in metrics} for n, r in base_guards.items()}}}}
     pairs: list[dict[str, Any]] = []  # wall time, encoding time and cache use of each (method, seed)
     for spec in config.methods:
-        runs, guard_runs, costs = [], {n: [] for n in guards}, []
+        by_seed, guard_by_seed, costs = [], {n: [] for n in guards}, []
         for seed in config.seeds:
-            result, guard_results, cost = _seed_run(config, spec, seed, dataset, guards, base_encoder)
-            runs.append(result)
+            result, guard_results, cost = _tune_seed(config, spec, seed, dataset, guards, base_encoder)
+            by_seed.append(result)
             for n, r in guard_results.items():
-                guard_runs[n].append(r)
+                guard_by_seed[n].append(r)
             costs.append(cost)
             evaluated = [result, *guard_results.values()]
             pairs.append({"pair": f"{spec.name}-{seed}", "wall": cost.get("wall_seconds", 0.0),
                           "reencodes": spec.method is not Method.QUERY_ONLY,
                           "cached": any(r.cache.get("hit") for r in evaluated),
                           "encode": sum(r.timings.get("encode_corpus", 0.0) for r in evaluated)})
-        results["methods"][spec.name] = _method_entry(spec, runs, guard_runs, costs, base, base_guards, metrics,
+        results["methods"][spec.name] = _method_entry(spec, by_seed, guard_by_seed, costs, base, base_guards, metrics,
                                                       len(dataset.corpus))
     # the wall time of this invocation, and what a run from scratch takes (base + every pair as recorded)
     results["timing"] = _timing(time.perf_counter() - started, base_seconds,
