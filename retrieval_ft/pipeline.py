@@ -202,6 +202,8 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     logger.info("base model: evaluating %s on %s (%s)", config.model, dataset.source, config.eval.split)
     base_encoder = Encoder(config.model, config.eval.encode)
     base = evaluate(base_encoder, dataset, config.eval)
+    headline = config.headline_metric
+    logger.info("base model: %s %.4f", headline, base.metrics[headline])
     base_guards = {}
     for name, (guard_data, split) in guard_sets.items():
         logger.info("guard set %s: evaluating the base model on %s (%s)", name, guard_data.source, split)
@@ -210,6 +212,7 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     tuned = tune_and_evaluate(config.model, dataset, config.train, out / "model", config.eval, guard_sets,
                               train_data=train_data, resume=resume, unknown_ids=config.unknown_ids,
                               save_index=out / "index")
+    logger.info("tuned model: %s %.4f (base %.4f)", headline, tuned.result.metrics[headline], base.metrics[headline])
     logger.info("gate: comparing base and tuned on %s", ", ".join(["main", *guard_sets]))
     verdict = gate(base, tuned.result, config.gate, {n: (base_guards[n], tuned.guards[n]) for n in guard_sets},
                    also_compare=config.eval.metrics)
@@ -220,7 +223,7 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
                        guards={n: {"base": base_guards[n], "tuned": tuned.guards[n]} for n in guard_sets},
                        train=TrainSummary.from_trained(tuned.trained), verdict=verdict, out=out,
                        config=to_dict(config),
-                       gallery=page_gallery(dataset, base, tuned.result, config.headline_metric))
+                       gallery=page_gallery(dataset, base, tuned.result, headline))
     write_run_report(report, out)
     logger.info("report: %s written (gate %s)", out / "report.html", "passed" if verdict.passed else "FAILED")
     return report
