@@ -4,7 +4,6 @@ exit code. Heavy libraries (torch, transformers, faiss) are imported inside them
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 
 from .._launch import launch_env
@@ -13,7 +12,6 @@ from ..errors import ConfigError
 from .options import config_values, encode_config
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-logger = logging.getLogger("retrieval_ft.cli")
 
 
 def _unknown_ids(args: argparse.Namespace) -> str:
