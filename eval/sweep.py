@@ -42,28 +42,26 @@ def main() -> None:
     from retrieval_ft.config import EvalConfig, TrainConfig, from_dict
     from retrieval_ft.data import load_dataset
     from retrieval_ft.encode import Encoder
-    from retrieval_ft.pipeline import evaluate
-    from retrieval_ft.train import finetune
+    from retrieval_ft.pipeline import evaluate, tune_and_evaluate
 
     dataset = load_dataset(args.data)
-    guards = {g.split("=", 1)[0]: load_dataset(g.split("=", 1)[1]) for g in args.guard}
     scored = EvalConfig(metrics=("ndcg@10",))
+    guards = {g.split("=", 1)[0]: (load_dataset(g.split("=", 1)[1]), scored.split) for g in args.guard}
     base = Encoder(args.model) if guards else None
-    base_guards = {n: evaluate(base, d, scored).metrics["ndcg@10"] for n, d in guards.items()}
+    base_guards = {n: evaluate(base, d, scored).metrics["ndcg@10"] for n, (d, _split) in guards.items()}
     for name, fields in json.loads(args.variants).items():
         folder = Path(args.work) / name
         shutil.rmtree(folder, ignore_errors=True)
         config = from_dict(TrainConfig, {"seed": args.seed, **fields})
         start = time.perf_counter()
-        run = finetune(args.model, dataset, config, folder)
-        tuned = Encoder(str(run.artifact))
-        result = evaluate(tuned, dataset, scored)
-        guard_delta = {n: round(evaluate(tuned, d, scored).metrics["ndcg@10"] - base_guards[n], 4) for n, d in guards.items()}
-        line = {"name": name, **fields, "seed": args.seed, "dev": round(run.best_dev_ndcg or 0.0, 4),
-                "dev_history": [round(h["ndcg@10"], 4) for h in run.history], "test": round(result.metrics["ndcg@10"], 4),
+        tuned = tune_and_evaluate(args.model, dataset, config, folder, scored, guards)
+        trained, result = tuned.trained, tuned.result
+        guard_delta = {n: round(r.metrics["ndcg@10"] - base_guards[n], 4) for n, r in tuned.guards.items()}
+        line = {"name": name, **fields, "seed": args.seed, "dev": round(trained.best_dev_ndcg or 0.0, 4),
+                "dev_history": [round(h["ndcg@10"], 4) for h in trained.history], "test": round(result.metrics["ndcg@10"], 4),
                 "guard_delta": guard_delta,
-                "train_seconds": round(run.train_seconds), "dev_eval_seconds": run.stamp.get("eval_seconds"),
-                "peak_memory_mb": round(run.peak_memory_mb), "wall_seconds": round(time.perf_counter() - start)}
+                "train_seconds": round(trained.train_seconds), "dev_eval_seconds": trained.stamp.get("eval_seconds"),
+                "peak_memory_mb": round(trained.peak_memory_mb), "wall_seconds": round(time.perf_counter() - start)}
         print(json.dumps(line), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a", encoding="utf-8") as fh:

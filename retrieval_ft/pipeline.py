@@ -1,25 +1,57 @@
-"""Chains the stages: data -> encode -> index -> search -> metrics. The CLI only calls into here."""
+"""Chains the stages: data -> encode -> index -> search -> metrics (`evaluate`), tune -> evaluate ->
+guard sets (`tune_and_evaluate`, the one chain `run`, `bench` and the eval scripts share), and the
+`run` job. The CLI only calls into here."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .config import EvalConfig, ImageCheck, RunConfig, to_dict
+from .config import EvalConfig, ImageCheck, RunConfig, TrainConfig, to_dict
 from .data import IRDataset, UnknownIds, load_dataset
 from .encode import Encoder
-from .gate import Verdict, gate
-from .metrics import evaluate as score_run
-from .results import TOP_DOCS, EvaluationResult, library_versions
+from .errors import DataError
+from .gate import gate
+from .metrics import evaluate_run
+from .results import TOP_DOCS, EvaluationResult, RunReport, TrainSummary
 from .search import Retriever
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from .train import TrainResult
+
 logger = logging.getLogger(__name__)
+Rankings = dict[str, dict[str, float]]  # query id -> document id -> score
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - start
+
+
+def _evaluation_data(data: IRDataset | str | Path, config: EvalConfig,
+                     unknown_ids: UnknownIds | str) -> tuple[IRDataset, list[str]]:
+    """The dataset (its pages checked as `config.images` says) and the pages dropped; refused when
+    the split has no query with a relevant judgment, before anything is encoded."""
+    dataset = data if isinstance(data, IRDataset) else load_dataset(data, unknown_ids)
+    bad_pages: list[str] = []
+    if config.images is not ImageCheck.LAZY:
+        from .data.images import verify_images
+
+        dataset, bad_pages = verify_images(dataset, skip_bad=config.images is ImageCheck.SKIP)
+    if not dataset.judged_queries(config.split):
+        raise DataError(f"{dataset.source}: split {config.split!r} has no query with a relevant judgment (every "
+                        "grade is 0 or below), so no metric can be computed; judge at least one document relevant "
+                        "(grade 1 or more) or evaluate another split.")
+    return dataset, bad_pages
 
 
 def evaluate(
@@ -32,111 +64,96 @@ def evaluate(
     save_index: str | Path | None = None,
 ) -> EvaluationResult:
     """Evaluate an encoder on a dataset split: encode the corpus (or reuse cached vectors), index it,
-    retrieve the top `k` for each judged query and score the run with ranx."""
+    retrieve the top `k` for each judged query and score the rankings with ranx. `save_run` writes
+    them as a TREC run file."""
     config = config or EvalConfig()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-
-    start = time.perf_counter()
-    dataset = data if isinstance(data, IRDataset) else load_dataset(data, unknown_ids)
-    bad_pages: list[str] = []
-    if config.images is not ImageCheck.LAZY:
-        from .data.images import verify_images
-
-        dataset, bad_pages = verify_images(dataset, skip_bad=config.images is ImageCheck.SKIP)
-    qrels = dataset.split(config.split)
-    judged = dataset.judged_queries(config.split)
-    skipped = dataset.skipped_queries(config.split)
-    timings["load_data"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    encoder = model if isinstance(model, Encoder) else Encoder(model, config.encode)
-    encoder.fingerprint  # noqa: B018 - computed here so its cost is timed with loading
-    timings["load_model"] = time.perf_counter() - start
-
+    with _timed(timings, "load_data"):
+        dataset, bad_pages = _evaluation_data(data, config, unknown_ids)
+    with _timed(timings, "load_model"):
+        encoder = model if isinstance(model, Encoder) else Encoder(model, config.encode)
+        encoder.fingerprint  # noqa: B018 - computed here so its cost is timed with loading
     embeddings = encoder.encode_corpus(dataset)
     timings["encode_corpus"] = embeddings.seconds
-
-    start = time.perf_counter()
-    query_texts = {q: dataset.queries[q] for q in judged}
-    vectors = encoder.encode_queries(list(query_texts.values()))
-    timings["encode_queries"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    # an approximate index is calibrated on these queries, so its top-k matches exact search's
-    retriever = Retriever.from_embeddings(encoder, embeddings, config.index, queries=vectors)
-    timings["index"] = time.perf_counter() - start
+    with _timed(timings, "encode_queries"):
+        query_texts = {q: dataset.queries[q] for q in dataset.judged_queries(config.split)}
+        vectors = encoder.encode_queries(list(query_texts.values()))
+    with _timed(timings, "index"):
+        # an approximate index is calibrated on these queries, so its top-k matches exact search's
+        retriever = Retriever.from_embeddings(encoder, embeddings, config.index, queries=vectors)
     if save_index is not None:
         retriever.save(save_index)
-
-    start = time.perf_counter()
-    run = {q: dict(hits) for q, hits in zip(query_texts, retriever.index.search(vectors, config.k), strict=True)}
-    timings["search"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    scores = score_run(qrels, run, config.metrics)
-    timings["metrics"] = time.perf_counter() - start
+    with _timed(timings, "search"):
+        hits = retriever.index.search(vectors, config.k)
+        rankings: Rankings = {q: dict(found) for q, found in zip(query_texts, hits, strict=True)}
+    with _timed(timings, "metrics"):
+        scores = evaluate_run(dataset.split(config.split), rankings, config.metrics)
     if save_run is not None:
         from .report import write_trec_run
 
-        write_trec_run(save_run, run, tag=encoder.name)
+        write_trec_run(save_run, rankings, tag=encoder.name)
     timings["total"] = time.perf_counter() - t0
-
     return EvaluationResult(
-        metrics=scores.mean,
-        per_query=scores.per_query,
-        model=encoder.describe(),
-        dataset={
-            "path": dataset.source,
-            "split": config.split,
-            "fingerprint": dataset.fingerprint(config.split),
-            "n_docs": len(dataset.corpus),
-            "n_queries_judged": len(judged),
-            "n_queries_skipped": len(skipped),
-            "skipped_query_ids": skipped,
-            "dropped_judgments": dataset.dropped_judgments,
-            "skipped_pages": bad_pages,
-        },
+        metrics=scores.mean, per_query=scores.per_query, model=encoder.describe(),
+        dataset=_dataset_info(dataset, config.split, bad_pages),
         retrieval={"k": config.k, "index": retriever.index.meta["kind"], "index_params": retriever.index.meta["params"],
                    "config": to_dict(config)},
         timings={k: round(v, 4) for k, v in timings.items()},
         cache={"hit": embeddings.cache_hit, "path": embeddings.cache_path},
         queries=query_texts,
-        top_docs={q: list(hits)[:TOP_DOCS] for q, hits in run.items()},
+        top_docs={q: list(found)[:TOP_DOCS] for q, found in rankings.items()},
     )
 
 
+def _dataset_info(dataset: IRDataset, split: str, bad_pages: list[str]) -> dict[str, object]:
+    skipped = dataset.skipped_queries(split)
+    return {
+        "path": dataset.source,
+        "split": split,
+        "fingerprint": dataset.fingerprint(split),
+        "n_docs": len(dataset.corpus),
+        "n_queries_judged": len(dataset.judged_queries(split)),
+        "n_queries_skipped": len(skipped),
+        "skipped_query_ids": skipped,
+        "dropped_judgments": dataset.dropped_judgments,
+        "skipped_pages": bad_pages,
+    }
+
+
 @dataclass
-class RunReport:
-    """What `run` produced: the parts of report.json, and where the files are."""
+class TunedEvaluation:
+    """What `tune_and_evaluate` produced: the training record, the tuned encoder's result on the
+    dataset and on each guard set, and the encoder itself (to evaluate it further)."""
 
-    base: EvaluationResult
-    tuned: EvaluationResult
-    guards: dict[str, dict[str, EvaluationResult]]  # name -> {"base": ..., "tuned": ...}
-    train: dict[str, Any]
-    verdict: Verdict
-    out: Path
-    config: dict[str, Any] = field(default_factory=dict)
-    gallery: list[dict[str, Any]] = field(default_factory=list)  # page corpora: pages retrieved for the worst queries
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "base": self.base.to_dict(),
-            "tuned": self.tuned.to_dict(),
-            "guards": {name: {side: r.to_dict() for side, r in parts.items()} for name, parts in self.guards.items()},
-            "train": self.train,
-            "gate": {"passed": self.verdict.passed, "reasons": self.verdict.reasons, "checked": self.verdict.checked},
-            "comparisons": {k: c.to_dict() for k, c in self.verdict.comparisons.items()},
-            "config": self.config,
-            "worst_pages": self.gallery,
-            "versions": library_versions(),
-        }
+    trained: TrainResult
+    result: EvaluationResult
+    guards: dict[str, EvaluationResult]
+    encoder: Encoder
 
 
-def _headline_metric(config: RunConfig) -> str:
-    """The metric reports lead with: the gate's first, else the first evaluated."""
-    gated = [m for m in config.gate.rules.metrics if m in config.eval.metrics]
-    return gated[0] if gated else config.eval.metrics[0]
+def tune_and_evaluate(model: str, dataset: IRDataset, train_config: TrainConfig, out: str | Path,
+                      eval_config: EvalConfig, guards: Mapping[str, tuple[IRDataset, str]] | None = None, *,
+                      train_data: IRDataset | None = None, resume: bool = False,
+                      unknown_ids: UnknownIds | str = UnknownIds.ERROR,
+                      save_index: str | Path | None = None) -> TunedEvaluation:
+    """The chain tune -> evaluate -> guard sets: fine-tune `model` on `train_data` (default: `dataset`)
+    into `out`, evaluate the tuned encoder on `dataset` with `eval_config` (saving its index to
+    `save_index`), then on every guard set, name -> (dataset, split)."""
+    from .train import finetune
+
+    logger.info("tuning: %s with %s into %s", model, train_config.method.value, out)
+    trained = finetune(model, train_data or dataset, train_config, out, encode=eval_config.encode, resume=resume,
+                       unknown_ids=unknown_ids)
+    logger.info("tuned model: trained in %.0f s; evaluating on %s (%s)", trained.train_seconds, dataset.source,
+                eval_config.split)
+    encoder = Encoder(str(trained.artifact), eval_config.encode)
+    result = evaluate(encoder, dataset, eval_config, save_index=save_index)
+    guard_results = {}
+    for name, (guard_data, split) in (guards or {}).items():
+        logger.info("guard set %s: evaluating the tuned model on %s (%s)", name, guard_data.source, split)
+        guard_results[name] = evaluate(encoder, guard_data, replace(eval_config, split=split))
+    return TunedEvaluation(trained=trained, result=result, guards=guard_results, encoder=encoder)
 
 
 def generated_inputs(data: str, model: str, out: Path) -> tuple[Path, str]:
@@ -180,39 +197,32 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
         from .data.images import verify_images
 
         train_data, _ = verify_images(dataset, skip_bad=config.eval.images is ImageCheck.SKIP)
+    guard_sets = {g.name: (load_dataset(g.data, config.unknown_ids), g.split) for g in config.guards}
     logger.info("base model: evaluating %s on %s (%s)", config.model, dataset.source, config.eval.split)
     base_encoder = Encoder(config.model, config.eval.encode)
     base = evaluate(base_encoder, dataset, config.eval)
+    headline = config.headline_metric
+    logger.info("base model: %s %.4f", headline, base.metrics[headline])
+    base_guards = {}
+    for name, (guard_data, split) in guard_sets.items():
+        logger.info("guard set %s: evaluating the base model on %s (%s)", name, guard_data.source, split)
+        base_guards[name] = evaluate(base_encoder, guard_data, replace(config.eval, split=split))
 
-    from .train import finetune
-
-    tuned_dir = out / "model"
-    trained = finetune(config.model, train_data, config.train, tuned_dir, encode=config.eval.encode, resume=resume,
-                       unknown_ids=config.unknown_ids)
-    tuned_encoder = Encoder(str(tuned_dir), config.eval.encode)
-    tuned = evaluate(tuned_encoder, dataset, config.eval, save_index=out / "index")
-
-    guards: dict[str, dict[str, EvaluationResult]] = {}
-    for guard in config.guards:
-        guard_data = load_dataset(guard.data, config.unknown_ids)
-        guard_eval = replace(config.eval, split=guard.split)
-        guards[guard.name] = {"base": evaluate(base_encoder, guard_data, guard_eval),
-                              "tuned": evaluate(tuned_encoder, guard_data, guard_eval)}
-    verdict = gate(base, tuned, config.gate, {n: (g["base"], g["tuned"]) for n, g in guards.items()},
+    tuned = tune_and_evaluate(config.model, dataset, config.train, out / "model", config.eval, guard_sets,
+                              train_data=train_data, resume=resume, unknown_ids=config.unknown_ids,
+                              save_index=out / "index")
+    logger.info("tuned model: %s %.4f (base %.4f)", headline, tuned.result.metrics[headline], base.metrics[headline])
+    logger.info("gate: comparing base and tuned on %s", ", ".join(["main", *guard_sets]))
+    verdict = gate(base, tuned.result, config.gate, {n: (base_guards[n], tuned.guards[n]) for n in guard_sets},
                    also_compare=config.eval.metrics)
 
-    stamp = trained.stamp
-    train_info = {
-        "method": trained.method, "seconds": round(trained.train_seconds, 2), "peak_memory_mb": round(trained.peak_memory_mb, 1),
-        "trainable_params": trained.trainable_params, "total_params": trained.total_params,
-        "artifact_bytes": trained.artifact_bytes, "artifact": str(trained.artifact), "best_dev_ndcg@10": trained.best_dev_ndcg,
-        "dev": stamp["data"]["dev"], "pairs": stamp["data"]["pairs"], "steps": stamp["steps"],
-        "learning_rate": stamp["learning_rate"],
-    }
     from .report import page_gallery, write_run_report
 
-    report = RunReport(base=base, tuned=tuned, guards=guards, train=train_info, verdict=verdict, out=out,
-                       config=to_dict(config), gallery=page_gallery(dataset, base, tuned, _headline_metric(config)))
-
+    report = RunReport(base=base, tuned=tuned.result,
+                       guards={n: {"base": base_guards[n], "tuned": tuned.guards[n]} for n in guard_sets},
+                       train=TrainSummary.from_trained(tuned.trained), verdict=verdict, out=out,
+                       config=to_dict(config),
+                       gallery=page_gallery(dataset, base, tuned.result, headline))
     write_run_report(report, out)
+    logger.info("report: %s written (gate %s)", out / "report.html", "passed" if verdict.passed else "FAILED")
     return report

@@ -93,7 +93,7 @@ def _fmt_bytes(n: float) -> str:
 
 def run_markdown(report: Any) -> str:
     """The run report for people and CI logs."""
-    v, t = report.verdict, report.train
+    v, t = report.verdict, report.train.to_dict()
     lines = [f"# retrieval-ft run: {'gate passed' if v.passed else 'gate FAILED'}", ""]
     lines += [f"- {r}" for r in v.reasons] or ["- every gate rule held"]
     lines += ["", "## Metrics (test split)", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
@@ -222,7 +222,7 @@ def _delta_svg(deltas: list[float], metric: str, width: int = 760, height: int =
 def run_html(report: Any) -> str:
     """A single self-contained HTML page: verdict, metric table, per-query delta plot, worst queries,
     for page corpora thumbnails of the pages retrieved for the worst queries, guard sets and training cost. Written as XHTML so it also parses as XML."""
-    v, t = report.verdict, report.train
+    v, t = report.verdict, report.train.to_dict()
     main = v.comparisons.get("main")
     status = "passed" if v.passed else "failed"
     parts = ['<?xml version="1.0" encoding="utf-8"?>', "<!DOCTYPE html>",
@@ -294,3 +294,105 @@ def write_run_report(report: Any, out: str | Path) -> None:
     write_json_atomic(out / "report.json", report.to_dict())
     write_text_atomic(out / "report.md", run_markdown(report))
     write_text_atomic(out / "report.html", run_html(report))
+
+
+# -- the method benchmark (bench.run_bench): Markdown table, goals, quality-vs-cost plot -----------
+def bench_markdown(results: dict[str, Any], metrics: list[str]) -> str:
+    """The benchmark results (bench.run_bench) as Markdown: the methods table, guard sets, goals, timing."""
+    seeds = results["config"]["seeds"]
+    lines = [f"# Benchmark `{results['name']}`", "",
+             f"Model `{results['config']['model']}`, data `{results['config']['data']}`, seeds {seeds}; mean ± std over seeds. "
+             "Delta, p-value (paired t-test) and 95 % CI compare per-query values averaged over seeds with the base.", ""]
+    head = "| method | " + " | ".join(metrics) + " | delta " + metrics[0] + " | p | 95% CI | train s | peak MB | trainable | artifact MB | docs re-encoded | re-encode s |"
+    lines += [head, "|" + "---|" * (len(metrics) + 10)]
+    for name, e in results["methods"].items():
+        cells = [f"{e['metrics'][m]['mean']:.4f} ± {e['metrics'][m]['std']:.4f}" for m in metrics]
+        if name == "base":
+            lines.append("| base | " + " | ".join(cells) + " |" + " |" * 9)
+            continue
+        c, m0 = e["cost"], metrics[0]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {e['delta'][m0]:+.4f} | {e['p_value'][m0]:.3g} | "
+                     f"[{e['ci'][m0][0]:+.4f}, {e['ci'][m0][1]:+.4f}] | {c['train_seconds']:.0f} | {c['peak_memory_mb']:.0f} | "
+                     f"{c['trainable_params']:,} | {c['artifact_bytes'] / 2**20:.1f} | {c['documents_reencoded']} | "
+                     f"{'' if c.get('reencode_seconds') is None else format(c['reencode_seconds'], '.0f')} |")
+    guard_names = sorted(results["methods"]["base"]["guards"])
+    if guard_names:
+        lines += ["", f"Guard sets ({metrics[0]} delta, p):", "", "| method | " + " | ".join(guard_names) + " |",
+                  "|" + "---|" * (len(guard_names) + 1)]
+        for name, e in results["methods"].items():
+            if name == "base":
+                continue
+            lines.append(f"| {name} | " + " | ".join(
+                f"{e['guards'][g][metrics[0]]['delta']:+.4f} (p={e['guards'][g][metrics[0]]['p_value']:.3g})" for g in guard_names) + " |")
+    lines += ["", "Goals:", ""] + [f"- {g}" for g in bench_goals(results, metrics[0])]
+    timing = results.get("timing") or {}
+    if timing:
+        lines += ["", f"Wall time: {timing['from_scratch_seconds'] / 60:.0f} min from scratch (base evaluation plus every "
+                      f"(method, seed) pair as recorded); this invocation took {timing['elapsed_seconds'] / 60:.0f} min."]
+        if timing.get("cached"):
+            added = timing.get("encode_seconds_added")
+            lines[-1] += (f" Embeddings for {', '.join(timing['cached'])} came from the embedding cache; "
+                          + (f"the from-scratch figure adds {added / 60:.0f} min for encoding them (the mean of the pairs "
+                             "that encoded)." if added is not None else "no pair encoded, so that time is not counted."))
+    if results.get("command"):
+        lines += ["", "Reproduce (from the project root):", "", "```", results["command"], "```"]
+    v = results.get("versions") or {}
+    if v:
+        lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in sorted(v.items())) + "."]
+    lines += ["", f"![quality vs training cost]({results['name']}.svg)", ""]
+    return "\n".join(lines)
+
+
+def bench_goals(results: dict[str, Any], metric: str, alpha: float = 0.05, lora_gap: float = 0.01,
+                guard_drop: float = 0.01) -> list[str]:
+    """The benchmark's goals, each stated as met or not met with its numbers: every method
+    significantly above base, LoRA within `lora_gap` of full, no guard set dropping by more than
+    `guard_drop`."""
+    methods = {n: e for n, e in results["methods"].items() if n != "base"}
+    lines = []
+    for name, e in methods.items():
+        ok = e["delta"][metric] > 0 and e["p_value"][metric] < alpha
+        lines.append(f"{'met' if ok else 'NOT met'}: {name} above base ({metric} {e['delta'][metric]:+.4f}, "
+                     f"p={e['p_value'][metric]:.3g}, threshold p<{alpha})")
+    if "full" in methods and "lora" in methods:
+        gap = methods["full"]["metrics"][metric]["mean"] - methods["lora"]["metrics"][metric]["mean"]
+        lines.append(f"{'met' if gap <= lora_gap else 'NOT met'}: lora within {lora_gap} of full "
+                     f"(full - lora = {gap:+.4f})")
+    for name, e in methods.items():
+        worst = min(((g, d[metric]["delta"]) for g, d in e["guards"].items()), key=lambda t: t[1], default=None)
+        if worst is not None:
+            lines.append(f"{'met' if worst[1] >= -guard_drop else 'NOT met'}: {name} drops no guard set by more than "
+                         f"{guard_drop} (worst: {worst[0]} {worst[1]:+.4f})")
+    return lines
+
+
+def quality_cost_svg(results: dict[str, Any], metric: str, width: int = 560, height: int = 320) -> str:
+    """Each method's mean metric against its training seconds (log scale), as an inline-able SVG."""
+    import math
+
+    points = [(n, e["cost"]["train_seconds"], e["metrics"][metric]["mean"]) for n, e in results["methods"].items() if n != "base"]
+    base = results["methods"]["base"]["metrics"][metric]["mean"]
+    if not points:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+    xs = [math.log10(max(p[1], 1e-3)) for p in points]
+    ys = [p[2] for p in points] + [base]
+    x0, x1 = min(xs) - 0.2, max(xs) + 0.2
+    y0, y1 = min(ys) - 0.01, max(ys) + 0.01
+    pad = 50
+
+    def sx(v: float) -> float:
+        return pad + (v - x0) / (x1 - x0) * (width - 2 * pad)
+
+    def sy(v: float) -> float:
+        return height - pad - (v - y0) / (y1 - y0) * (height - 2 * pad)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<line x1="{pad}" y1="{sy(base):.1f}" x2="{width - pad}" y2="{sy(base):.1f}" stroke="#999" stroke-dasharray="4"/>',
+             f'<text x="{pad + 4}" y="{sy(base) - 4:.1f}" fill="#666">base {base:.4f}</text>',
+             f'<text x="{width / 2:.0f}" y="{height - 10}" text-anchor="middle">training seconds (log scale)</text>',
+             f'<text x="14" y="{height / 2:.0f}" transform="rotate(-90 14 {height / 2:.0f})" text-anchor="middle">{_esc(metric)}</text>']
+    for (name, seconds, value), lx in zip(points, xs, strict=True):
+        parts.append(f'<circle cx="{sx(lx):.1f}" cy="{sy(value):.1f}" r="5" fill="#1565c0"/>'
+                     f'<text x="{sx(lx) + 8:.1f}" y="{sy(value) + 4:.1f}">{_esc(name)} ({seconds:.0f} s)</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._io import write_json_atomic
 from ._launch import launch_env
-from .config import IndexConfig, IndexKind, Similarity
+from .config import DEFAULT_PART_SIZE, IndexConfig, IndexKind, Similarity
 from .data import Document, IRDataset, load_dataset
 from .data.records import check_unique_ids, json_field, json_ids, read_json_object
 from .encode import EmbeddingCache, Encoder, Item, document_inputs
@@ -37,7 +37,6 @@ from .results import library_versions
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-DEFAULT_PART_SIZE = 10_000
 PLAN, MANIFEST = "plan.json", "manifest.json"
 _SHARD_DIR = re.compile(r"^shard-(\d+)-of-(\d+)$")
 # encoder fields that name where the weights were loaded from, not what they compute

@@ -132,7 +132,7 @@ def test_bench_refuses_a_collection_without_a_train_split_before_any_work(tmp_pa
 
 
 def test_bench_goals_state_what_is_not_met():
-    from retrieval_ft.bench import bench_goals
+    from retrieval_ft.report import bench_goals
 
     def method(mean: float, delta: float, p: float, guard: float) -> dict:
         return {"metrics": {"ndcg@10": {"mean": mean}}, "delta": {"ndcg@10": delta}, "p_value": {"ndcg@10": p},

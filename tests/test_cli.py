@@ -13,7 +13,7 @@ import pytest
 
 from retrieval_ft.cli import main
 from retrieval_ft.data import load_dataset
-from retrieval_ft.metrics import evaluate as score_run
+from retrieval_ft.metrics import evaluate_run
 
 from .conftest import ROOT
 
@@ -50,7 +50,7 @@ def test_evaluate_writes_results_and_reuses_cache(capsys, tiny_model_path: Path,
         assert q0 == "Q0"
         run.setdefault(qid, {})[did] = -int(rank)
     assert all(len(v) == 20 for v in run.values())
-    recomputed = score_run(ds.split("test"), run, ["ndcg@10", "recall@20", "mrr@10"])
+    recomputed = evaluate_run(ds.split("test"), run, ["ndcg@10", "recall@20", "mrr@10"])
     for name, value in recomputed.mean.items():
         assert res["metrics"][name] == pytest.approx(value, abs=1e-12)
 
@@ -74,6 +74,8 @@ def test_evaluate_hnsw_and_save_index(capsys, tiny_model_path: Path, beir_dir: P
     [
         (["--model", "MODEL", "--data", "DATA", "--split", "dev"], "no judgments for split 'dev'"),
         (["--model", "MODEL", "--data", "DATA", "--metrics", "ndgc@10"], "unknown metric 'ndgc@10'. Did you mean 'ndcg@10'"),
+        # a known name with a bad cutoff: the suggestion is a valid metric, never the name itself
+        (["--model", "MODEL", "--data", "DATA", "--metrics", "ndcg@abc"], r"unknown metric 'ndcg@abc'\. Did you mean 'ndcg@10'\?"),
         (["--model", "MODEL", "--data", "DATA", "--k", "10"], "'recall@100' looks at 100 results but only k=10"),
         (["--model", "MODEL", "--data", "DATA", "--batch-size", "0"], "batch_size must be a positive integer"),
         (["--model", "./no/such/model", "--data", "DATA"], "model folder not found"),
@@ -110,3 +112,52 @@ def test_help_is_fast_and_does_not_import_torch():
     if console.exists():
         res = subprocess.run([str(console), "--help"], capture_output=True, text=True)
         assert res.returncode == 0 and "evaluate" in res.stdout
+
+
+def test_a_split_without_relevant_judgments_is_refused_before_encoding(capsys, tiny_model_path: Path, beir_dir: Path,
+                                                                       tmp_path: Path):
+    """Every judgment 0: no metric can be computed, so `evaluate` says so (exit 2, one line) instead
+    of printing nan and exiting 0, and encodes nothing first."""
+    qrels = beir_dir / "qrels" / "test.tsv"
+    head, *rows = qrels.read_text().splitlines()
+    qrels.write_text("\n".join([head, *(r.rsplit("\t", 1)[0] + "\t0" for r in rows)]) + "\n")
+    cache = tmp_path / "cache"
+    code, out, err = _evaluate(capsys, "--model", str(tiny_model_path), "--data", str(beir_dir),
+                               "--cache-dir", str(cache), "--out", str(tmp_path / "res.json"))
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{beir_dir}: split 'test' has no query with a relevant judgment" in err
+    assert not cache.exists() and not (tmp_path / "res.json").exists()
+
+
+def test_options_come_from_the_config_fields():
+    """One declaration per option: `--help` and `help(EncodeConfig)` show the field's help, choices
+    are the enum's values, and flags default to None so the dataclass default wins."""
+    import pydoc
+
+    from retrieval_ft.cli import build_parser
+    from retrieval_ft.config import EncodeConfig, EvalConfig, IndexKind, Method, TrainConfig
+
+    help_text = dict(EncodeConfig.__dataclass_fields__)["query_prompt"].metadata["help"]
+    assert help_text in " ".join(pydoc.render_doc(EncodeConfig).split())
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - the subparsers argparse made
+    for command in ("evaluate", "encode", "train"):
+        assert help_text in " ".join(sub[command].format_help().split()), command
+    actions = {a.dest: a for a in sub["train"]._actions}  # noqa: SLF001
+    assert actions["method"].choices == [m.value for m in Method]
+    assert {a.dest: a for a in sub["evaluate"]._actions}["kind"].choices == [k.value for k in IndexKind]  # noqa: SLF001
+    assert f"(default: {EvalConfig().k})" in " ".join(sub["evaluate"].format_help().split())
+    args = parser.parse_args(["train", "--model", "m", "--data", "d", "--out", "o"])
+    assert args.method is args.lr is args.batch_size is args.encode_max_seq_length is None
+    # train's --max-seq-length is the encoder's, as before; TrainConfig.max_seq_length stays its own
+    from retrieval_ft.cli.options import config_values
+
+    args = parser.parse_args(["train", "--model", "m", "--data", "d", "--out", "o", "--max-seq-length", "64"])
+    assert "max_seq_length" not in config_values(args, TrainConfig)
+
+
+def test_did_you_mean_never_suggests_the_name_given():
+    from retrieval_ft.config import did_you_mean
+
+    assert did_you_mean("ndcg@1", ["ndcg@1", "ndcg@10"]) == " Did you mean 'ndcg@10'?"
+    assert did_you_mean("x", ["x"], " Valid: x.") == " Valid: x."

@@ -28,7 +28,7 @@ def _assert_equals_reference(result, dataset, run_file):
     for line in run_file.read_text().splitlines():
         qid, _, did, rank, _, _ = line.split()
         run.setdefault(qid, {})[did] = -int(rank)  # the file's order (scores are rounded to 6 places)
-    qrels = dataset.split(result.dataset["split"])
+    qrels = dataset.split(result.dataset.split)
     for name in result.metrics:
         metric, k = name.split("@")
         if metric not in ("ndcg", "recall", "mrr", "map"):
@@ -44,7 +44,7 @@ def test_scifact_matches_published_minilm_ndcg(minilm: str, tmp_path):
 
     dataset = load_dataset(shared_dataset("scifact"))
     result = evaluate(minilm, dataset, EvalConfig(encode=EncodeConfig(progress=False)), save_run=tmp_path / "run.trec")
-    assert result.dataset["n_queries_judged"] == 300
+    assert result.dataset.n_queries_judged == 300
     assert result.metrics["ndcg@10"] == pytest.approx(0.645, abs=0.005)
     _assert_equals_reference(result, dataset, tmp_path / "run.trec")
 
@@ -55,7 +55,7 @@ def test_cranfield_uses_graded_judgments(minilm: str, tmp_path):
     dataset = load_dataset(shared_dataset("cranfield"))
     result = evaluate(minilm, dataset, EvalConfig(metrics=("ndcg@10", "ndcg_burges@10", "recall@100", "mrr@10"),
                                                   encode=EncodeConfig(progress=False)), save_run=tmp_path / "run.trec")
-    assert result.dataset["n_queries_judged"] == 225
+    assert result.dataset.n_queries_judged == 225
     _assert_equals_reference(result, dataset, tmp_path / "run.trec")
     # linear and exponential gains differ only when grades above 1 are kept
     assert result.metrics["ndcg@10"] != pytest.approx(result.metrics["ndcg_burges@10"], abs=1e-4)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from retrieval_ft.cli import main
 from retrieval_ft.config import load_run_config
 from retrieval_ft.errors import ConfigError
 
-from .conftest import write_beir
+from .conftest import ROOT, write_beir
 
 SVG = "{http://www.w3.org/2000/svg}"
 XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -47,7 +50,9 @@ def test_run_writes_reports_and_exit_code_follows_the_gate(tmp_path: Path, tiny_
     assert report["gate"] == {**report["gate"], "passed": True, "reasons": []}
     assert set(report["guards"]["topics"]) == {"base", "tuned"}
     assert report["train"]["method"] == "lora" and report["train"]["trainable_params"] > 0
-    assert {"seconds", "peak_memory_mb", "artifact_bytes"} <= set(report["train"])
+    assert set(report["train"]) == {"method", "seconds", "peak_memory_mb", "trainable_params", "total_params",
+                                    "artifact_bytes", "artifact", "best_dev_ndcg@10", "dev", "pairs", "steps",
+                                    "learning_rate"}
     assert (folder / "model" / "retrieval_ft.json").is_file() and (folder / "index" / "index.json").is_file()
     assert report["base"]["dataset"]["fingerprint"] == report["tuned"]["dataset"]["fingerprint"]
 
@@ -106,3 +111,69 @@ def test_shipped_configs_load():
         assert cfg.model == ("tiny-clip" if name == "visual-demo.yaml" else "all-MiniLM-L6-v2")
         if name == "visual-demo.yaml":  # generated stand-ins are names, not paths
             assert cfg.data == "demo-pages" and cfg.out.endswith("out/visual-demo")
+
+
+@pytest.mark.parametrize(
+    ("gate", "where"),
+    [
+        ("", "gate.rules.metrics: ndcg@10 not in eval.metrics (recall@20, mrr@10)"),
+        ("gate: {rules: {metrics: [recall@20]}}\n", "gate.guard_rules.metrics: ndcg@10 not in eval.metrics"),
+        ("gate: {rules: {metrics: [recall@20]}, guard_rules: {metrics: [mrr@10]}, guards: {topics: {metrics: [map@5]}}}\n",
+         "gate.guards.topics.metrics: map@5 not in eval.metrics"),
+    ],
+)
+def test_gated_metrics_must_be_evaluated_before_any_work(tmp_path: Path, tiny_model_path: Path, capsys, monkeypatch,
+                                                         gate: str, where: str):
+    """The gate (main and guard rules) may only read evaluated metrics: refused when the config is
+    read, not after tuning ("metric 'ndcg@10' is not in both results", exit 2)."""
+    config = _config(tmp_path, tiny_model_path, gate=gate)
+    config.write_text(config.read_text().replace("metrics: [ndcg@10, recall@20]", "metrics: [recall@20, mrr@10]"))
+    with pytest.raises(ConfigError, match=where.replace("(", r"\(").replace(")", r"\)")):
+        load_run_config(str(config))
+    import retrieval_ft.train as train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("tuned before the config was checked")
+
+    monkeypatch.setattr(train, "finetune", no_training)
+    assert main(["run", str(config)]) == 2
+    assert where in capsys.readouterr().err
+
+
+def test_run_gated_on_another_metric_logs_each_stage_in_ci(tmp_path: Path, tiny_model_path: Path):
+    """A run gated on recall@20 (ndcg@10 not evaluated) reports that metric for its guard sets, and
+    with stdout not a terminal (as in CI) it logs a line per stage on stderr without -v."""
+    rules = "{metrics: [recall@20], min_gain: -1.0, max_drop_any: null, max_drop: 1.0}"
+    config = _config(tmp_path, tiny_model_path, gate=f"gate: {{rules: {rules}, guard_rules: {rules}}}\n")
+    config.write_text(config.read_text().replace("metrics: [ndcg@10, recall@20]", "metrics: [recall@20, mrr@10]"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "retrieval_ft", "run", str(config)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "guard topics: recall@20 base" in proc.stdout and "recall@20 change" in proc.stdout
+    stages = ["base model: evaluating", "guard set topics: evaluating the base model", "tuning: ",
+              "tuned model: trained in", "guard set topics: evaluating the tuned model", "gate: comparing",
+              "report: "]
+    lines = proc.stderr.splitlines()
+    found = [next((i for i, line in enumerate(lines) if stage in line), None) for stage in stages]
+    assert None not in found and found == sorted(found), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_quiet_hides_the_stage_lines_and_verbose_adds_library_lines():
+    import logging
+
+    from retrieval_ft.cli import _setup_logging
+
+    ours, root = logging.getLogger("retrieval_ft"), logging.getLogger()
+    saved = ours.level, root.level
+    try:
+        _setup_logging(verbose=False, quiet=True, command="run")
+        assert not ours.isEnabledFor(logging.INFO)
+        _setup_logging(verbose=False, quiet=False, command="run")
+        assert ours.isEnabledFor(logging.INFO) and not ours.isEnabledFor(logging.DEBUG)
+        _setup_logging(verbose=True, quiet=False, command="run")
+        assert ours.isEnabledFor(logging.DEBUG)
+    finally:
+        ours.setLevel(saved[0])
+        root.setLevel(saved[1])

@@ -60,7 +60,7 @@ def test_each_method_trains_saves_reloads_and_evaluates(trained, method, tiny_mo
     assert tuned.fingerprint != base.fingerprint  # it learned something
     assert not np.allclose(tuned.encode_queries(TEXTS), base.encode_queries(TEXTS), atol=1e-4)
     res = evaluate(tuned, data_dir)
-    assert 0.0 <= res.metrics["ndcg@10"] <= 1.0 and res.model["name"] == str(result.artifact)
+    assert 0.0 <= res.metrics["ndcg@10"] <= 1.0 and res.model.name == str(result.artifact)
 
 
 def test_parameter_counts_and_sizes_follow_the_method(trained):

@@ -115,14 +115,14 @@ def test_real_vidore_pages_evaluate_and_cache_by_image_content(tiny_clip: Path, 
         f.chmod(0o755 if f.is_dir() else 0o644)
     cfg = EvalConfig(encode=ENC, metrics=("ndcg@10", "recall@100"))
     first = evaluate(str(tiny_clip), folder, cfg)
-    assert first.dataset["n_docs"] == 10 and first.dataset["n_queries_judged"] == 2
+    assert first.dataset.n_docs == 10 and first.dataset.n_queries_judged == 2
     assert 0 <= first.metrics["ndcg@10"] <= 1 and first.metrics["recall@100"] == 1.0
     assert all(len(hits) == 10 for hits in first.top_docs.values())
     assert evaluate(str(tiny_clip), folder, cfg).cache["hit"] is True
     # a changed page (same path) is re-encoded, and results on it are not comparable with earlier ones
     shutil.copy(folder / "images" / "1.png", folder / "images" / "0.png")
     changed = evaluate(str(tiny_clip), folder, cfg)
-    assert changed.cache["hit"] is False and changed.dataset["fingerprint"] != first.dataset["fingerprint"]
+    assert changed.cache["hit"] is False and changed.dataset.fingerprint != first.dataset.fingerprint
 
 
 def test_a_text_only_model_refuses_pages(tiny_model_path: Path, pages: Path):
@@ -144,7 +144,7 @@ def test_missing_and_corrupt_pages_name_the_file_or_are_skipped(tiny_clip: Path,
         evaluate(str(tiny_clip), folder, cfg)
     # ... or are skipped and counted on request
     result = evaluate(str(tiny_clip), folder, EvalConfig(encode=cfg.encode, images="skip"))
-    assert sorted(result.dataset["skipped_pages"]) == sorted([corrupt, truncated]) and result.dataset["n_docs"] == 148
+    assert sorted(result.dataset.skipped_pages) == sorted([corrupt, truncated]) and result.dataset.n_docs == 148
     # a missing page is caught when the dataset loads, with the line that names it
     (folder / ds.corpus[missing].image).unlink()
     with pytest.raises(DataError, match=rf"corpus.jsonl:\d+ \(field 'image'\): image .*{missing}.png not found"):
@@ -187,7 +187,7 @@ def test_tiny_clip_tunes_saves_reloads_and_evaluates(tiny_clip: Path, pages: Pat
         diff = np.abs(Encoder(str(merged), ENC).encode_documents(some) - tuned.encode_documents(some)).max()
         assert diff < 1e-4
     evaluated = evaluate(str(result.artifact), pages, EvalConfig(encode=ENC))
-    assert evaluated.dataset["n_queries_judged"] == 60 and 0 <= evaluated.metrics["ndcg@10"] <= 1
+    assert evaluated.dataset.n_queries_judged == 60 and 0 <= evaluated.metrics["ndcg@10"] <= 1
 
 
 def test_pdf_pages_train_through_rendered_page_files(tiny_clip: Path, tmp_path: Path):
@@ -259,7 +259,7 @@ def test_a_plain_transformers_clip_folder_loads_as_a_hub_clip_would(tmp_path: Pa
                   tokenizer=tok).save_pretrained(folder)
     assert not (folder / "modules.json").exists()
     result = evaluate(str(folder), pages, EvalConfig(encode=ENC))
-    assert result.dataset["n_docs"] == 150 and 0 <= result.metrics["ndcg@10"] <= 1
+    assert result.dataset.n_docs == 150 and 0 <= result.metrics["ndcg@10"] <= 1
 
 
 @pytest.mark.parametrize("split", ["train", "dev"])  # a dev page is otherwise first read at the first evaluation

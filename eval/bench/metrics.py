@@ -41,7 +41,7 @@ def main() -> None:
 
     import ranx
 
-    from retrieval_ft.metrics import evaluate
+    from retrieval_ft.metrics import evaluate_run
 
     qrels, run = synthetic(args.queries)
 
@@ -49,7 +49,7 @@ def main() -> None:
         return ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), METRICS, return_mean=False)
 
     def ours():
-        return evaluate(qrels, run, METRICS)
+        return evaluate_run(qrels, run, METRICS)
 
     plain(), ours()  # numba compilation (cached per user) is not what is measured
     times: dict[str, list[float]] = {"ranx": [], "ours": []}

@@ -8,9 +8,10 @@ This package imports nothing heavy.
 
 from __future__ import annotations
 
-from .base import from_dict, load_yaml, to_dict
+from .base import did_you_mean, from_dict, load_yaml, to_dict
 from .evaluation import (
     DEFAULT_METRICS,
+    DEFAULT_PART_SIZE,
     METRIC_NAMES,
     EncodeConfig,
     EvalConfig,
@@ -21,7 +22,7 @@ from .evaluation import (
     Similarity,
     check_metrics,
 )
-from .gate import CompareConfig, GateConfig, GateRules, StatTest
+from .gate import CompareConfig, GateConfig, GateRules, StatTest, load_gate_config
 from .jobs import (
     GENERATED_DATA,
     GENERATED_MODELS,
@@ -35,10 +36,10 @@ from .jobs import (
 from .training import DEFAULT_LR, HardNegatives, LoraSettings, Loss, Method, TrainConfig
 
 __all__ = [
-    "DEFAULT_LR", "DEFAULT_METRICS", "GENERATED_DATA", "GENERATED_MODELS", "METRIC_NAMES",
+    "DEFAULT_LR", "DEFAULT_METRICS", "DEFAULT_PART_SIZE", "GENERATED_DATA", "GENERATED_MODELS", "METRIC_NAMES",
     "BenchConfig", "BenchMethod", "CompareConfig", "EncodeConfig", "EvalConfig", "GateConfig", "GateRules",
     "GuardSet", "HardNegatives", "ImageCheck", "IndexConfig", "IndexKind", "LoraSettings", "Loss", "Method",
     "Precision", "RunConfig", "Similarity", "StatTest", "TrainConfig",
-    "check_metrics", "from_dict", "load_bench_config", "load_run_config",
+    "check_metrics", "did_you_mean", "from_dict", "load_bench_config", "load_gate_config", "load_run_config",
     "load_yaml", "to_dict",
 ]

@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import inspect
+import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
@@ -38,6 +40,67 @@ def _positive(obj: object, name: str) -> None:
 T = TypeVar("T")
 
 
+def did_you_mean(given: object, choices: Iterable[str], otherwise: str = "") -> str:
+    """" Did you mean 'x'?" naming the choice nearest to `given` (never `given` itself), else `otherwise`."""
+    others = sorted({str(c) for c in choices} - {str(given)})
+    close = difflib.get_close_matches(str(given), others, n=1)
+    return f" Did you mean {close[0]!r}?" if close else otherwise
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002 - argparse's word
+    """A dataclass field carrying its help text: `--help` and `help(TheConfig)` both show it.
+    A mutable default is given as `default_factory=`."""
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """A field's default value (built from its factory), or MISSING for a required field."""
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+def show_default(value: Any) -> str:
+    """A default as a user writes it: enums by value, lists comma-separated."""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(show_default(v) for v in value)
+    return str(value)
+
+
+def documented(cls: type[T]) -> type[T]:
+    """Append each field's help (and its default) to the dataclass docstring, so `help(cls)` says
+    what the YAML keys and flags mean, from the same text as `--help`."""
+    lines = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        text = f.metadata.get("help")
+        if not text:
+            continue
+        default = field_default(f)
+        if default is dataclasses.MISSING:
+            shown = " (required)"
+        elif default is None or default == () or dataclasses.is_dataclass(default):
+            shown = ""
+        else:
+            shown = f" (default {show_default(default)})"
+        lines.append(f"    {f.name}: {text}{shown}")
+    if lines:
+        cls.__doc__ = inspect.cleandoc(cls.__doc__ or cls.__name__) + "\n\nFields:\n" + "\n".join(lines) + "\n"
+    return cls
+
+
+def resolver(config_path: str) -> typing.Callable[[Any], Any]:
+    """The one rule for paths in a config file: a relative path is relative to the file's folder;
+    absolute paths and non-strings pass through."""
+    base = os.path.dirname(os.path.abspath(config_path))
+
+    def rel(p: Any) -> Any:
+        return p if not isinstance(p, str) or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    return rel
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
     """Build a config dataclass from a mapping: unknown keys suggest the nearest field, values are
     checked against the field types (enums from their string values, nested dataclasses from
@@ -51,8 +114,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> 
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            close = difflib.get_close_matches(str(key), sorted(fields), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(fields))}."
+            hint = did_you_mean(key, fields, f" Valid keys: {', '.join(sorted(fields))}.")
             raise ConfigError(f"unknown key '{prefix}{key}'.{hint}")
         kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
     try:

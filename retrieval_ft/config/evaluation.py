@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .base import _enum, _positive
+from .base import _enum, _positive, did_you_mean, documented, option
 
 
 class Similarity(str, enum.Enum):
@@ -44,20 +43,28 @@ class IndexKind(str, enum.Enum):
     IVFPQ = "ivfpq"  # IVF over product-quantised codes: pq_m bytes a vector, for corpora that outgrow memory
 
 
+@documented
 @dataclass(frozen=True)
 class EncodeConfig:
-    batch_size: int | None = None  # None: measured per input kind (encode.default_batch_size)
-    max_seq_length: int | None = None  # None keeps the model's own limit
-    query_prompt: str | None = None  # None uses the model's saved "query" prompt, if any
-    document_prompt: str | None = None  # None uses the model's saved "document"/"passage" prompt, if any
-    similarity: Similarity | None = None
-    device: str | None = None  # None lets sentence-transformers pick (CUDA when available)
-    cache: bool = True  # reuse corpus embeddings keyed by encoder fingerprint + corpus hash
-    cache_dir: str | None = None  # default: $RETRIEVAL_FT_CACHE/embeddings or ~/.cache/retrieval-ft/embeddings
-    progress: bool | None = None  # None shows progress bars on a terminal only
-    trust_remote_code: bool = False  # run a hub model's own Python code (only for models you trust)
-    allow_pickle: bool = False  # load pickle-based weights (.bin/.pt), which can run code when loaded
-    precision: Precision = Precision.AUTO  # auto: bf16 autocast where the hardware has it, else fp32
+    """How texts and page images become vectors (the `encode` section, and the encoding flags)."""
+
+    batch_size: int | None = option(None, "texts or pages per forward pass (default: chosen per input kind and "
+                                          "device, encode.default_batch_size)")
+    max_seq_length: int | None = option(None, "truncate texts to this many tokens (default: the model's own limit)")
+    query_prompt: str | None = option(None, "text prepended to queries (default: the model's saved 'query' prompt)")
+    document_prompt: str | None = option(None, "text prepended to documents (default: the model's saved "
+                                               "'document'/'passage' prompt)")
+    similarity: Similarity | None = option(None, "scoring function (default: the model's own, usually cosine)")
+    device: str | None = option(None, "cpu, cuda, cuda:1, mps (default: best available)")
+    cache: bool = option(True, "reuse corpus embeddings keyed by encoder fingerprint and corpus hash")
+    cache_dir: str | None = option(None, "where corpus embeddings are cached (default: $RETRIEVAL_FT_CACHE/embeddings "
+                                         "or ~/.cache/retrieval-ft/embeddings)")
+    progress: bool | None = option(None, "show progress bars (default: on a terminal only)")
+    trust_remote_code: bool = option(False, "allow models that run their own code from the hub (only models you trust)")
+    allow_pickle: bool = option(False, "load pickle-based weights (.bin/.pt); they can run code when loaded")
+    precision: Precision = option(Precision.AUTO, "compute type; auto: bf16 autocast where the CPU/GPU computes it "
+                                                  "natively, fp16 on CUDA without bf16, else fp32 "
+                                                  "($RETRIEVAL_FT_PRECISION overrides auto)")
 
     def __post_init__(self) -> None:
         _enum(self, "similarity", Similarity)
@@ -68,22 +75,26 @@ class EncodeConfig:
             _positive(self, "max_seq_length")
 
 
+@documented
 @dataclass(frozen=True)
 class IndexConfig:
-    kind: IndexKind = IndexKind.AUTO
-    # auto: exact search up to this many documents, IVF beyond. Exact search over 100,000 384-d
-    # vectors takes 5-6 ms a query on 2 cores (eval/results/performance.md), and grows linearly
-    exact_max_docs: int = 100_000
-    # approximate kinds: search parameters left unset are raised until recall@10 against exact
-    # search reaches this, on a sample of the corpus used as queries (reported in the sidecar)
-    target_recall: float = 0.98
-    calibration_queries: int = 500
-    hnsw_m: int = 32  # graph degree
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int | None = None  # None: calibrated
-    ivf_nlist: int | None = None  # None: about 4 * sqrt(n_docs)
-    ivf_nprobe: int | None = None  # None: calibrated
-    pq_m: int | None = None  # ivfpq bytes per vector; None: the largest divisor of dim up to dim / 4
+    """The FAISS index searched (the `index` section)."""
+
+    kind: IndexKind = option(IndexKind.AUTO, "FAISS index; auto: exact search up to exact_max_docs documents, else "
+                                             "IVF with nprobe raised until recall@10 against exact search reaches "
+                                             "target_recall on a sample")
+    # Exact search over 100,000 384-d vectors takes 5-6 ms a query on 2 cores
+    # (eval/results/performance.md), and grows linearly
+    exact_max_docs: int = option(100_000, "auto: exact search up to this many documents, IVF beyond")
+    target_recall: float = option(0.98, "recall@10 against exact search that approximate kinds are tuned to reach, "
+                                        "on a sample of the corpus used as queries (reported in the sidecar)")
+    calibration_queries: int = option(500, "sample size for that calibration")
+    hnsw_m: int = option(32, "hnsw graph degree")
+    hnsw_ef_construction: int = option(200, "hnsw build-time search width")
+    hnsw_ef_search: int | None = option(None, "hnsw search width (default: calibrated)")
+    ivf_nlist: int | None = option(None, "IVF cells (default: about 4 * sqrt(documents))")
+    ivf_nprobe: int | None = option(None, "IVF cells searched (default: calibrated)")
+    pq_m: int | None = option(None, "ivfpq bytes a vector (default: the largest divisor of dim up to dim / 4)")
 
     def __post_init__(self) -> None:
         _enum(self, "kind", IndexKind)
@@ -96,11 +107,20 @@ class IndexConfig:
             raise ConfigError(f"target_recall: {self.target_recall!r} must be in (0, 1], e.g. 0.98.")
 
 
+DEFAULT_PART_SIZE = 10_000  # `encode`: documents per part file, the most a killed run loses
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100")
 # ranx metric names we accept; "ndcg" is Jarvelin & Kekalainen's linear-gain NDCG (as trec_eval's
 # ndcg_cut and BEIR), "ndcg_burges" the exponential-gain variant.
 METRIC_NAMES = ("ndcg", "ndcg_burges", "recall", "precision", "mrr", "map", "hit_rate", "f1", "r-precision")
 _METRIC = re.compile(r"^([a-z_-]+)(?:@(\d+))?$")
+
+
+def _metric_hint(name: str) -> str:
+    """A suggestion for an unknown metric: the nearest known name, with the cutoff when it is a whole
+    number (`ndgc@10` -> `ndcg@10`, `ndcg@abc` -> `ndcg@10`); never the name itself."""
+    _head, at, cutoff = name.partition("@")
+    cutoff = cutoff if cutoff.isdigit() else "10" if at else ""
+    return did_you_mean(name, [f"{m}@{cutoff}" if cutoff else m for m in METRIC_NAMES])
 
 
 def check_metrics(names: tuple[str, ...] | list[str], k: int) -> tuple[str, ...]:
@@ -110,11 +130,8 @@ def check_metrics(names: tuple[str, ...] | list[str], k: int) -> tuple[str, ...]
         name = str(raw).strip().lower()
         m = _METRIC.match(name)
         if not m or m.group(1) not in METRIC_NAMES:
-            close = difflib.get_close_matches(name.split("@")[0], METRIC_NAMES, n=1)
-            hint = f" Did you mean {close[0] + (name[name.index('@'):] if '@' in name else '')!r}?" if close else ""
-            raise ConfigError(
-                f"unknown metric {raw!r}.{hint} Known: {', '.join(METRIC_NAMES)}, each optionally with @cutoff."
-            )
+            raise ConfigError(f"unknown metric {raw!r}.{_metric_hint(name)} Known: {', '.join(METRIC_NAMES)}, "
+                              "each optionally with @cutoff (a whole number).")
         if m.group(2) is not None:
             cutoff = int(m.group(2))
             if cutoff <= 0:
@@ -126,14 +143,19 @@ def check_metrics(names: tuple[str, ...] | list[str], k: int) -> tuple[str, ...]
     return tuple(out)
 
 
+@documented
 @dataclass(frozen=True)
 class EvalConfig:
-    split: str = "test"
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    k: int = 100  # documents retrieved per query
-    encode: EncodeConfig = field(default_factory=EncodeConfig)
-    index: IndexConfig = field(default_factory=IndexConfig)
-    images: ImageCheck = ImageCheck.LAZY
+    """What an evaluation scores (the `eval` section)."""
+
+    split: str = option("test", "judgments to evaluate on")
+    metrics: tuple[str, ...] = option(DEFAULT_METRICS, "comma-separated ranx metrics (ndcg is the linear-gain "
+                                                       "trec_eval / BEIR variant)")
+    k: int = option(100, "documents retrieved per query")
+    encode: EncodeConfig = option(default_factory=EncodeConfig, help="encoding settings")
+    index: IndexConfig = option(default_factory=IndexConfig, help="index settings")
+    images: ImageCheck = option(ImageCheck.LAZY, "page images: lazy (open each when encoded), check (decode all "
+                                                 "first, stop at a bad one) or skip (decode all first, drop bad ones)")
 
     def __post_init__(self) -> None:
         _enum(self, "images", ImageCheck)

@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .base import _enum, from_dict, load_yaml
+from .base import _enum, documented, from_dict, load_yaml, option, resolver
 from .evaluation import EvalConfig
 from .gate import GateConfig
 from .training import Method, TrainConfig
 
 
+@documented
 @dataclass(frozen=True)
 class GuardSet:
     """A dataset the tuned model must not get worse on (a general-domain set, say)."""
 
-    name: str
-    data: str
-    split: str = "test"
+    name: str = option(help="the name reports and gate rules use")
+    data: str = option(help="dataset path, relative to the config file")
+    split: str = option("test", "judgments to evaluate on")
 
 
 GENERATED_DATA = ("demo", "demo-pages")  # datasets `run` generates instead of reading
 GENERATED_MODELS = ("tiny-clip",)  # encoders `run` builds instead of loading
 
 
+@documented
 @dataclass(frozen=True)
 class RunConfig:
     """`retrieval-ft run`: evaluate the base, tune, evaluate the tuned model, guard sets, gate, report.
@@ -35,14 +37,14 @@ class RunConfig:
     `model: tiny-clip` an untrained tiny CLIP text/image encoder (OUT/tiny-clip).
     """
 
-    model: str
-    data: str
-    out: str = "runs/run"
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    guards: tuple[GuardSet, ...] = ()
-    gate: GateConfig = field(default_factory=GateConfig)
-    unknown_ids: str = "error"
+    model: str = option(help="base model folder, hub id, all-MiniLM-L6-v2 (bundled) or tiny-clip")
+    data: str = option(help="dataset path (relative to the config file), demo or demo-pages")
+    out: str = option("runs/run", "output folder: report.json/.md/.html, model/, index/")
+    train: TrainConfig = option(default_factory=TrainConfig, help="fine-tuning settings")
+    eval: EvalConfig = option(default_factory=EvalConfig, help="evaluation settings (base, tuned and guard sets)")
+    guards: tuple[GuardSet, ...] = option((), "guard sets: [{name, data, split}]")
+    gate: GateConfig = option(default_factory=GateConfig, help="gate rules")
+    unknown_ids: str = option("error", "judgments naming unknown ids: error or drop")
 
     def __post_init__(self) -> None:
         if not self.model or not self.data:
@@ -54,6 +56,25 @@ class RunConfig:
             raise ConfigError("'main' is reserved for the main dataset; rename that guard set.")
         if self.unknown_ids not in ("error", "drop"):
             raise ConfigError(f"unknown_ids must be 'error' or 'drop', got {self.unknown_ids!r}.")
+        self._check_gated_metrics()
+
+    def _check_gated_metrics(self) -> None:
+        """Every metric a gate rule reads must be evaluated: found now, not after tuning."""
+        rules = {"gate.rules": self.gate.rules}
+        for guard in self.guards:
+            where = f"gate.guards.{guard.name}" if guard.name in self.gate.guards else "gate.guard_rules"
+            rules[where] = self.gate.for_guard(guard.name)
+        for where, rule in rules.items():
+            missing = [m for m in rule.metrics if m not in self.eval.metrics]
+            if missing:
+                raise ConfigError(f"{where}.metrics: {', '.join(missing)} not in eval.metrics "
+                                  f"({', '.join(self.eval.metrics)}); add {'it' if len(missing) == 1 else 'them'} "
+                                  f"to eval.metrics or gate on an evaluated metric.")
+
+    @property
+    def headline_metric(self) -> str:
+        """The metric reports lead with: the gate's first."""
+        return self.gate.rules.metrics[0] if self.gate.rules.metrics else self.eval.metrics[0]
 
 
 def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -62,11 +83,7 @@ def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> Ru
 
     values = load_yaml(path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    base = os.path.dirname(os.path.abspath(path))
-
-    def rel(p: Any) -> Any:
-        return p if not isinstance(p, str) or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
-
+    rel = resolver(path)
     if isinstance(values.get("data"), str) and values["data"] not in GENERATED_DATA:
         values["data"] = rel(values["data"])
     if isinstance(values.get("out"), str) and not (overrides or {}).get("out"):
@@ -84,13 +101,14 @@ def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> Ru
         raise ConfigError(f"{path}: {exc}") from None
 
 
+@documented
 @dataclass(frozen=True)
 class BenchMethod:
     """One contender: a name for the tables, the tuning method and TrainConfig overrides."""
 
-    name: str
-    method: Method
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    name: str = option(help="the name tables use (not 'base')")
+    method: Method = option(help="full, lora, hybrid or query-only")
+    train: dict[str, Any] = option(default_factory=dict, help="TrainConfig fields for this method")
 
     def __post_init__(self) -> None:
         _enum(self, "method", Method)
@@ -100,22 +118,22 @@ class BenchMethod:
         return from_dict(TrainConfig, {**self.train, "method": self.method.value, "seed": seed})
 
 
+@documented
 @dataclass(frozen=True)
 class BenchConfig:
     """`retrieval-ft bench`: every method with several seeds against the base, with guard sets."""
 
-    name: str
-    model: str
-    data: str
-    methods: tuple[BenchMethod, ...]
-    seeds: tuple[int, ...] = (42, 43, 44)
-    # TrainConfig fields given to every method (a method's own `train` wins), e.g. the training
-    # sequence length: cost settings that should be the same for every contender
-    train: dict[str, Any] = field(default_factory=dict)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    guards: tuple[GuardSet, ...] = ()
-    out: str = "eval/results"
-    work: str = "out/bench"  # tuned artifacts, one folder per method and seed
+    name: str = option(help="results name: OUT/NAME.json, .md and .svg")
+    model: str = option(help="base model folder, hub id or all-MiniLM-L6-v2 (bundled)")
+    data: str = option(help="dataset with train and test judgments, relative to the config file")
+    methods: tuple[BenchMethod, ...] = option(help="{name: {method, train}} for each contender")
+    seeds: tuple[int, ...] = option((42, 43, 44), "training seeds of every method")
+    train: dict[str, Any] = option(default_factory=dict, help="TrainConfig fields given to every method (a method's "
+                                   "own `train` wins): cost settings that should be the same for every contender")
+    eval: EvalConfig = option(default_factory=EvalConfig, help="evaluation settings")
+    guards: tuple[GuardSet, ...] = option((), "guard sets: [{name, data, split}]")
+    out: str = option("eval/results", "results folder")
+    work: str = option("out/bench", "tuned artifacts and finished (method, seed) records, one folder per pair")
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -140,11 +158,7 @@ def load_bench_config(path: str, overrides: dict[str, Any] | None = None) -> Ben
     for key in ("data", "out", "work"):
         if isinstance(overrides.get(key), str) and not (key == "data" and overrides[key] in GENERATED_DATA):
             overrides[key] = os.path.abspath(overrides[key])
-    base = os.path.dirname(os.path.abspath(path))
-
-    def rel(p: Any) -> Any:
-        return p if not isinstance(p, str) or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
-
+    rel = resolver(path)
     for key in ("data", "out", "work"):
         if isinstance(values.get(key), str) and not (key == "data" and values[key] in GENERATED_DATA):
             values[key] = rel(values[key])

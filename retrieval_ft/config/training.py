@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .base import _enum, _positive
+from .base import _enum, _positive, documented, option
 from .evaluation import Precision
 
 
@@ -24,14 +24,17 @@ class Loss(str, enum.Enum):
     CACHED_MNRL = "cached-mnrl"  # CachedMultipleNegativesRankingLoss: large batches in small memory
 
 
+@documented
 @dataclass(frozen=True)
 class LoraSettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.1
-    # None: every linear layer of the transformer (the unused BERT pooler excluded); else module
-    # names, matched as peft does (a full name or its last components)
-    target_modules: tuple[str, ...] | None = None
+    """LoRA adapters (the `lora` section of training settings)."""
+
+    r: int = option(16, "adapter rank")
+    alpha: int = option(32, "LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = option(0.1, "dropout on the adapter input, in [0, 1)")
+    target_modules: tuple[str, ...] | None = option(None, "module names, matched as peft does (a full name or its "
+                                                          "last components) (default: every linear layer of the "
+                                                          "transformer, the unused BERT pooler excluded)")
 
     def __post_init__(self) -> None:
         _positive(self, "r")
@@ -40,17 +43,18 @@ class LoraSettings:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout!r}.")
 
 
+@documented
 @dataclass(frozen=True)
 class HardNegatives:
     """Negatives mined with the base encoder (from its cached corpus embeddings)."""
 
-    # None: on for query-only tuning (documents are never re-encoded there, so negatives cost almost
-    # nothing), off for the others (each negative is one more document to encode per example)
-    enabled: bool | None = None
-    num: int = 3  # negatives per (query, positive) pair
-    range_max: int = 50  # look among the top range_max documents
-    # skip candidates scoring above (1 - relative_margin) * the positive's score: likely unjudged positives
-    relative_margin: float = 0.05
+    enabled: bool | None = option(None, "mine negatives (default: on for query-only tuning, where documents are "
+                                        "never re-encoded so negatives cost almost nothing; off for the others, "
+                                        "where each is one more document to encode per example)")
+    num: int = option(3, "negatives per (query, positive) pair")
+    range_max: int = option(50, "look among the top range_max documents")
+    relative_margin: float = option(0.05, "skip candidates scoring above (1 - relative_margin) * the positive's "
+                                          "score: likely unjudged positives")
 
     def __post_init__(self) -> None:
         _positive(self, "num")
@@ -63,35 +67,39 @@ class HardNegatives:
 DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 1e-3, Method.HYBRID: 5e-4, Method.QUERY_ONLY: 1e-4}
 
 
+@documented
 @dataclass(frozen=True)
 class TrainConfig:
-    method: Method = Method.FULL
-    epochs: float = 1.0
-    lr: float | None = None  # None: the method's default (DEFAULT_LR)
-    batch_size: int = 32
-    seed: int = 42
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
-    # tokens per text while training (and in dev evaluations); None keeps the model's own limit.
-    # The saved model keeps the model's limit for encoding.
-    max_seq_length: int | None = None
-    split: str = "train"
-    min_grade: int = 1  # judgments at or above this grade make training pairs
-    # model selection: the "dev" split when the dataset has one, else this share of train queries
-    dev_split: str = "dev"
-    dev_fraction: float = 0.1
-    max_dev_queries: int = 200
-    dev_corpus_size: int = 2000  # dev judged documents plus random others, to keep evaluation quick
-    evals_per_epoch: int = 2  # dev evaluations (and checkpoints) per epoch
-    loss: Loss = Loss.MNRL
-    mini_batch_size: int = 16  # for cached-mnrl
-    matryoshka_dims: tuple[int, ...] | None = None  # e.g. [384, 256, 128, 64]
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    # hybrid: module names (in the transformers model) trained fully; None = the last layer
-    full_modules: tuple[str, ...] | None = None
-    hard_negatives: HardNegatives = field(default_factory=HardNegatives)
-    precision: Precision = Precision.AUTO  # auto: bf16 mixed precision where the hardware has it, else fp32
+    """Fine-tuning settings (the `train` section, `retrieval-ft train --config`)."""
+
+    method: Method = option(Method.FULL, "which weights train: every one (full), LoRA adapters (lora), adapters "
+                                         "plus named modules (hybrid) or the query side only (query-only)")
+    epochs: float = option(1.0, "passes over the training pairs")
+    lr: float | None = option(None, "learning rate (default: the method's, " + ", ".join(
+        f"{v:g} {m.value}" for m, v in DEFAULT_LR.items()) + ")")
+    batch_size: int = option(32, "pairs per step and process; under torchrun with N processes each step takes "
+                                 "N x this, and in-batch negatives span all of them")
+    seed: int = option(42, "random seed (data order, initialisation, dev sampling)")
+    warmup_ratio: float = option(0.1, "share of steps warming the learning rate up")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    max_steps: int | None = option(None, "stop after this many optimizer steps (overrides epochs)")
+    max_seq_length: int | None = option(None, "tokens per text while training and in dev evaluations; the saved "
+                                              "model keeps the model's limit for encoding (default: the model's)")
+    split: str = option("train", "judgments that make training pairs")
+    min_grade: int = option(1, "judgments at or above this grade make training pairs")
+    dev_split: str = option("dev", "model selection split, when the dataset has it")
+    dev_fraction: float = option(0.1, "else this share of train queries is held out for model selection")
+    max_dev_queries: int = option(200, "dev queries at most")
+    dev_corpus_size: int = option(2000, "dev judged documents plus random others, to keep evaluation quick")
+    evals_per_epoch: int = option(2, "dev evaluations (and checkpoints) per epoch")
+    loss: Loss = option(Loss.MNRL, "mnrl (in-batch negatives) or cached-mnrl (large batches in small memory)")
+    mini_batch_size: int = option(16, "cached-mnrl mini-batch")
+    matryoshka_dims: tuple[int, ...] | None = option(None, "train nested dimensions too, e.g. [384, 256, 128, 64]")
+    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA adapters (lora and hybrid)")
+    full_modules: tuple[str, ...] | None = option(None, "hybrid: module names (in the transformers model) trained "
+                                                        "fully (default: the last layer)")
+    hard_negatives: HardNegatives = option(default_factory=HardNegatives, help="mined hard negatives")
+    precision: Precision = option(Precision.AUTO, "auto: bf16 mixed precision where the hardware has it, else fp32")
 
     def __post_init__(self) -> None:
         _enum(self, "method", Method)

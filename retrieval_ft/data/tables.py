@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..config import did_you_mean
 from ..errors import ConfigError, DataError
 from .build import CORPUS_FIELDS, QUERY_FIELDS, Fields, UnknownIds, build_corpus, build_qrels, build_queries
 from .dataset import IRDataset
@@ -45,12 +46,9 @@ def read_records(path: Path, delimiter: str | None = None) -> Iterator[Record]:
 
 
 def _check_keys(section: str, given: Mapping[str, Any], allowed: set[str], spec_path: Path) -> None:
-    import difflib
-
     for key in given:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Allowed: {', '.join(sorted(allowed))}."
+            hint = did_you_mean(key, allowed, f" Allowed: {', '.join(sorted(allowed))}.")
             raise DataError(f"{spec_path}: unknown key {key!r} in {section}.{hint}")
 
 
