@@ -16,9 +16,10 @@ from retrieval_ft.config import EncodeConfig, HardNegatives, Similarity, TrainCo
 from retrieval_ft.data import load_dataset
 from retrieval_ft.encode import Encoder
 from retrieval_ft.errors import ConfigError, ModelError
+from retrieval_ft.losses import FixedDocumentsMNRL
 from retrieval_ft.models import STAMP, fingerprint, load_model, merge_adapter
 from retrieval_ft.pipeline import evaluate
-from retrieval_ft.train import finetune, make_fixed_documents_loss, mine_hard_negatives, training_data
+from retrieval_ft.train import finetune, mine_hard_negatives, training_data
 
 from .conftest import write_beir
 
@@ -178,7 +179,7 @@ def test_fixed_documents_loss_exact_value():
             return {"sentence_embedding": features["x"]}
 
     docs = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
-    loss = make_fixed_documents_loss(Identity(), docs, normalize=False, scale=1.0)
+    loss = FixedDocumentsMNRL(Identity(), docs, normalize=False, scale=1.0)
     q = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([[0, 2], [1, 0]])  # positive first, then a hard negative
     value = loss([{"x": q}], labels).item()
@@ -273,12 +274,12 @@ def test_training_length_limit_stays_out_of_the_artifact(tiny_model_path, data_d
 
 def test_peak_memory_is_measured_per_training_run():
     """A second run in the same process (bench) reports its own peak, not the process's largest so far."""
-    from retrieval_ft.train import _peak_memory_mb, _reset_peak_memory
+    from retrieval_ft.measure import peak_memory_mb, reset_peak_memory
 
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux's /proc/self/clear_refs")
     block = np.ones(400 * 2**20 // 8)  # 400 MB, touched
-    high = _peak_memory_mb()
+    high = peak_memory_mb()
     del block
-    _reset_peak_memory()
-    assert _peak_memory_mb() < high - 300
+    reset_peak_memory()
+    assert peak_memory_mb() < high - 300
