@@ -174,3 +174,30 @@ def test_a_failure_on_rank_0_stops_the_other_processes(monkeypatch):
 
     monkeypatch.setattr(distributed, "from_main", lambda world, obj: obj)
     assert distributed.written_by_main(distributed.World(0, 2, "gloo"), lambda: "result") == "result"
+
+
+@pytest.mark.parametrize("method", ["full", "query-only", "lora", "hybrid"])
+def test_ddp_searches_for_unused_parameters_only_where_some_are(tiny_model_path, method):
+    """The decision matches what a training step really leaves without gradient: BERT's pooler
+    (computed, but the Pooling module reads the token embeddings) when every weight trains; nothing
+    with LoRA or hybrid. Before, DDP searched at every step of every method."""
+    from retrieval_ft.distributed import find_unused_parameters
+    from retrieval_ft.models import load_model, prepare_for_training
+
+    model = load_model(str(tiny_model_path), device="cpu")
+    prepare_for_training(model, method)
+    model(model.preprocess(TEXTS))["sentence_embedding"].sum().backward()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert find_unused_parameters(trainable, encodes_images=False) == bool(unused)
+    assert bool(unused) == (method in ("full", "query-only"))
+
+
+def test_unused_parameter_rule_for_two_tower_models():
+    from retrieval_ft.distributed import find_unused_parameters
+
+    lora_text = ["0.model.base_model.model.text_model.encoder.layers.0.q_proj.lora_A.default.weight"]
+    lora_image = ["0.model.base_model.model.vision_model.encoder.layers.0.q_proj.lora_A.default.weight"]
+    assert not find_unused_parameters(lora_text + lora_image, encodes_images=True)
+    assert find_unused_parameters(lora_text + lora_image, encodes_images=False)  # pages never encoded
+    assert find_unused_parameters(lora_text + ["0.model.logit_scale"], encodes_images=True)

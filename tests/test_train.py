@@ -26,6 +26,10 @@ from .conftest import write_beir
 TEXTS = ["star galaxy orbit", "flour sugar bake", "goal match referee", "vaccine dose"]
 FAST = dict(max_steps=4, batch_size=8, evals_per_epoch=2, warmup_ratio=0.0)
 ENC = EncodeConfig(progress=False)
+STAMP_KEYS = {"artifact", "method", "base", "data", "config", "learning_rate", "encode", "precision", "max_seq_length",
+              "steps", "distributed", "train_seconds", "eval_seconds", "peak_memory_mb", "trainable_params",
+              "total_params", "preparation", "best_dev_ndcg@10", "dev_history", "best_checkpoint", "versions",
+              "created", "artifact_bytes"}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,9 @@ def test_each_method_trains_saves_reloads_and_evaluates(trained, method, tiny_mo
     for key in ("train_seconds", "peak_memory_mb", "trainable_params", "total_params", "best_dev_ndcg@10", "versions",
                 "config", "artifact_bytes"):
         assert key in stamp, key
+    assert set(stamp) == STAMP_KEYS and set(stamp["base"]) == {"name", "path", "fingerprint"}
+    assert set(stamp["data"]) == {"path", "split", "fingerprint", "pairs", "hard_negatives", "dev", "dev_corpus_size"}
+    assert result.stamp.to_dict() == stamp and result.stamp.data.dev == stamp["data"]["dev"]
     assert len(stamp["dev_history"]) == 4 and result.best_dev_ndcg == max(h["ndcg@10"] for h in stamp["dev_history"])
 
     base = Encoder(str(tiny_model_path), ENC)
@@ -171,6 +178,19 @@ def test_hard_negative_mining_skips_positives_and_near_positives():
                                num=2, range_max=5, relative_margin=0.05, similarity=Similarity.COSINE)
     # d1 scores 0.99 >= 0.95 * 1.0 (likely an unjudged positive); d2 is judged relevant
     assert negs == [["d3", "d4"]]
+
+
+def test_hard_negative_margin_applies_to_euclidean_scores():
+    """Euclidean scores are negative squared distances: the positive is scored the same way, and a
+    negative must lie (1 + margin) x the positive's squared distance away. Before, the positive
+    was scored by inner product (0 here), and every candidate, even one nearer than the positive,
+    passed as a negative."""
+    docs = np.array([[1, 0], [0, 1.02], [0, 1.1], [0, 0.5], [-2, 0]], dtype=np.float32)
+    query = {"q": np.array([0, 0], dtype=np.float32)}
+    negs = mine_hard_negatives([("q", "d0")], {"q": {"d0": 1}}, query, ["d0", "d1", "d2", "d3", "d4"], docs,
+                               num=3, range_max=5, relative_margin=0.05, similarity=Similarity.EUCLIDEAN)
+    # d3 is nearer than the positive and d1 within 5% of its squared distance (1.0404 < 1.05)
+    assert negs == [["d2", "d4"]]
 
 
 def test_fixed_documents_loss_exact_value():
