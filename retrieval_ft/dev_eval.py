@@ -16,10 +16,10 @@ from sentence_transformers.sentence_transformer.evaluation import SentenceEvalua
 
 from .encode import Item, default_batch_size, encode_items
 from .metrics import evaluate as score_run
+from .training_rows import DEV_METRIC
 
 logger = logging.getLogger(__name__)
 
-DEV_METRIC = "ndcg@10"
 _DEPTH = 100  # documents ranked per dev query
 
 

@@ -25,7 +25,7 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,14 +55,13 @@ from .precision import resolve_precision
 from .results import library_versions
 from .stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, TrainingDataInfo
 from .train_methods import MethodSetup, query_only_setup, shared_towers_setup
-from .training_rows import TrainingData, training_data, training_set
+from .training_rows import DEV_METRIC, TrainingData, training_data, training_set
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
-DEV_METRIC = "ndcg@10"  # as dev_eval.DEV_METRIC, which imports sentence-transformers
 __all__ = ["CHECKPOINTS", "RUN_SETTINGS", "TrainResult", "TrainingData", "finetune", "mine_hard_negatives",
            "training_data", "training_set", "World"]
 
@@ -78,7 +77,7 @@ class TrainResult:
     trainable_params: int
     total_params: int
     artifact_bytes: int
-    stamp: ArtifactStamp = field(default_factory=lambda: ArtifactStamp(artifact=ArtifactKind.FULL))
+    stamp: ArtifactStamp  # what retrieval_ft.json in `artifact` says
 
 
 # -- the recipe's steps -------------------------------------------------------------------------
@@ -419,7 +418,7 @@ def finetune(
         if resume_from is not None:
             check_same_run(Path(out) / CHECKPOINTS, settings)
         run = TrainRun(config, encode, world, precision, use_cpu, show_bars, Path(out), resume_from, dataset, base,
-                   settings, _page_count(dataset, base))
+                       settings, _page_count(dataset, base))
         return _tune(run, tdata, explicit, callbacks)
 
 

@@ -16,6 +16,8 @@ from .data import IRDataset
 from .encode import Item, Page
 from .errors import DataError
 
+DEV_METRIC = "ndcg@10"  # model selection: the dev queries' NDCG@10 (ranx's definition, see metrics.py)
+
 
 @dataclass(frozen=True)
 class TrainingData:

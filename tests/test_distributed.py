@@ -50,13 +50,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_beir(tmp_path_factory.mktemp("ddp-data") / "beir", n_docs=60)
 
 
-def test_torchrun_cli_trains_one_artifact_with_gathered_negatives(tiny_model_path, data_dir, tmp_path):
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_torchrun_cli_trains_one_artifact_with_gathered_negatives(tiny_model_path, data_dir, tmp_path, method):
     runs = tmp_path / "runs"
     runs.mkdir()
     settings = tmp_path / "train.yaml"
     settings.write_text("warmup_ratio: 0.0\n")  # the first step moves the model already
     res = torchrun(["--no-python", str(BIN / "retrieval-ft"), "-v", "train", "--model", str(tiny_model_path),
-                    "--data", str(data_dir), "--out", "tuned", "--config", str(settings), "--method", "full",
+                    "--data", str(data_dir), "--out", "tuned", "--config", str(settings), "--method", method,
                     "--lr", "5e-3", "--max-steps", "4", "--batch-size", "4", "--hard-negatives", "1", "--no-progress"],
                    cwd=runs)
     log = f"\nstdout:\n{res.stdout[-2000:]}\nstderr:\n{res.stderr[-4000:]}"  # shown with any failure below
@@ -71,7 +72,10 @@ def test_torchrun_cli_trains_one_artifact_with_gathered_negatives(tiny_model_pat
     # one summary (rank 1 reports nothing)
     assert sorted(os.listdir(runs)) == ["tuned"], log
     assert not (runs / "tuned" / "checkpoints").exists(), log
-    assert res.stdout.count("full tuning done: tuned") == 1, log
+    assert res.stdout.count(f"{method} tuning done: tuned") == 1, log
+    # DDP searched for parameters without gradient only where there are some (BERT's pooler when
+    # every weight trains): before, LoRA warned at every step that the search found none
+    assert "did not find any unused parameters" not in res.stderr, log
 
     base = Encoder(str(tiny_model_path), ENC)
     tuned = Encoder(str(runs / "tuned"), ENC)
