@@ -99,9 +99,9 @@ def main(model: str, data: str, out: Path) -> None:
     report["stamp_after_cut"] = (out / "cut" / "retrieval_ft.json").exists()
     resumed = finetune(model, data, CONFIG, out / "cut", encode=ENC, resume=True)
     for name, result in (("whole", whole), ("resumed", resumed)):
-        report[name] = {"artifact": str(result.artifact), "steps": result.stamp["steps"],
+        report[name] = {"artifact": str(result.artifact), "steps": result.stamp.steps,
                         "history": [h["step"] for h in result.history], "best": result.best_dev_ndcg,
-                        "distributed": result.stamp["distributed"]}
+                        "distributed": result.stamp.distributed}
     report["writes"] = writes
     (out / f"rank{world.rank}.json").write_text(json.dumps(report, indent=1))
 

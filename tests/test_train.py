@@ -153,7 +153,7 @@ def test_resume_reaches_the_same_model(tiny_model_path, data_dir, tmp_path):
     b = Encoder(str(resumed.artifact), ENC).encode_documents(TEXTS)
     # same seed, same data order (the checkpoint restores RNG states): equal up to float reassociation
     assert np.abs(a - b).max() < 1e-5
-    assert resumed.stamp["steps"] == 6 and [h["step"] for h in resumed.history] == [h["step"] for h in whole.history]
+    assert resumed.stamp.steps == 6 and [h["step"] for h in resumed.history] == [h["step"] for h in whole.history]
 
 
 def test_dev_queries_come_from_train_never_test(tmp_path):
@@ -241,7 +241,7 @@ def test_cli_train_merge_evaluate(capsys, tiny_model_path, data_dir, tmp_path):
 def test_cached_mnrl_and_matryoshka_losses_train(tiny_model_path, data_dir, tmp_path):
     config = TrainConfig(method="full", loss="cached-mnrl", mini_batch_size=4, matryoshka_dims=(32, 16), lr=5e-3, **FAST)
     result = finetune(str(tiny_model_path), data_dir, config, tmp_path / "cmnrl", encode=ENC)
-    assert result.stamp["config"]["loss"] == "cached-mnrl" and result.stamp["config"]["matryoshka_dims"] == [32, 16]
+    assert result.stamp.config["loss"] == "cached-mnrl" and result.stamp.config["matryoshka_dims"] == [32, 16]
     assert Encoder(str(result.artifact), ENC).fingerprint != Encoder(str(tiny_model_path), ENC).fingerprint
     with pytest.raises(ConfigError, match="exceed the model's dimension 32"):
         finetune(str(tiny_model_path), data_dir, TrainConfig(matryoshka_dims=(64,), **FAST), tmp_path / "bad", encode=ENC)
@@ -254,12 +254,12 @@ def test_pair_and_triplet_files_train(tiny_model_path, tmp_path, method):
     triplets = tmp_path / "triplets.jsonl"
     triplets.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = finetune(str(tiny_model_path), triplets, TrainConfig(method=method, lr=5e-3, **FAST), tmp_path / "t", encode=ENC)
-    assert result.stamp["data"]["hard_negatives"] == 1 and result.stamp["data"]["path"] == str(triplets)
+    assert result.stamp.data.hard_negatives == 1 and result.stamp.data.path == str(triplets)
     assert Encoder(str(result.artifact), ENC).fingerprint != Encoder(str(tiny_model_path), ENC).fingerprint
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("anchor,positive\n" + "".join(f"{r['anchor']},{r['positive']}\n" for r in rows))
     result = finetune(str(tiny_model_path), pairs, TrainConfig(method="lora", lr=2e-2, **FAST), tmp_path / "p", encode=ENC)
-    assert result.stamp["data"]["pairs"] == 7  # one of eight anchors held out for dev
+    assert result.stamp.data.pairs == 7  # one of eight anchors held out for dev
 
 
 def test_pair_file_errors_name_the_line(tiny_model_path, tmp_path, capsys):
@@ -287,7 +287,7 @@ def test_training_length_limit_stays_out_of_the_artifact(tiny_model_path, data_d
                    encode=ENC, callbacks=[Spy()])
     assert seen and set(seen) == {6} and base_limit != 6
     assert Encoder(str(run.artifact), ENC).model.max_seq_length == base_limit
-    assert run.stamp["config"]["max_seq_length"] == 6 and run.stamp["max_seq_length"] == base_limit
+    assert run.stamp.config["max_seq_length"] == 6 and run.stamp.max_seq_length == base_limit
     with pytest.raises(ConfigError, match="max_seq_length"):
         TrainConfig(max_seq_length=0)
 
