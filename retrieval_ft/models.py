@@ -7,18 +7,18 @@ hub ids (when the `demo` extra is installed); otherwise a Hugging Face hub id, w
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import importlib.util
 import json
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
+from .stamp import STAMP, ArtifactKind, ArtifactStamp, read_stamp
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -26,13 +26,6 @@ if TYPE_CHECKING:
 BUNDLED_ALIASES = ("sentence-transformers/all-minilm-l6-v2", "all-minilm-l6-v2")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 MODEL_MARKERS = ("modules.json", "config.json", "config_sentence_transformers.json")
-STAMP = "retrieval_ft.json"  # what made a tuned artifact: method, base model, data, hyper-parameters
-
-
-class ArtifactKind(str, enum.Enum):
-    FULL = "full"  # a complete sentence-transformers model folder
-    ADAPTER = "adapter"  # LoRA / hybrid: adapter weights; the base model is loaded from the stamp
-    QUERY_ONLY = "query-only"  # a query/document Router: tuned query side, base document side
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ def load_model(
     if resolved.local and not allow_pickle:
         check_no_pickle(resolved.location)
     stamp = read_stamp(resolved.location) if resolved.local else None
-    if stamp is not None and stamp.get("artifact") == ArtifactKind.ADAPTER:
+    if stamp is not None and stamp.artifact is ArtifactKind.ADAPTER:
         model = _load_adapter_artifact(resolved, stamp, device=device, trust_remote_code=trust_remote_code,
                                        allow_pickle=allow_pickle, merge=merge_adapters)
         if max_seq_length is not None:
@@ -126,8 +119,6 @@ def load_model(
             local_files_only=resolved.local or offline,
             model_kwargs=None if allow_pickle else {"use_safetensors": True},
         )
-    except ModelError:
-        raise
     except Exception as exc:  # transformers raises OSError, ValueError, EnvironmentError, ...
         if not resolved.local:
             how = "HF_HUB_OFFLINE=1 is set" if offline else "the download failed"
@@ -187,26 +178,13 @@ def fingerprint(model: SentenceTransformer) -> str:
     return h.hexdigest()
 
 
-def read_stamp(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The stamp of a tuned artifact, or None for a plain model folder."""
-    path = Path(folder) / STAMP
-    if not path.is_file():
-        return None
-    try:
-        stamp = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: corrupt artifact stamp ({exc}); re-run training or restore the file.") from None
-    if not isinstance(stamp, dict) or "artifact" not in stamp:
-        raise ModelError(f"{path}: not a retrieval-ft artifact stamp (no 'artifact' key).")
-    return stamp
-
-
-def _load_base(location: str, stamp: dict[str, Any], *, device: str | None, trust_remote_code: bool,
+def _load_base(location: str, stamp: ArtifactStamp, *, device: str | None, trust_remote_code: bool,
                allow_pickle: bool = False) -> SentenceTransformer:
     """The base model an adapter was trained on, found by name or last path and checked by fingerprint."""
-    base = stamp.get("base") or {}
+    base = stamp.base
+    name, path, expected = (base.name, base.path, base.fingerprint) if base is not None else (None, None, None)
     model = None
-    for candidate in (c for c in (base.get("name"), base.get("path")) if c):
+    for candidate in (c for c in (name, path) if c):
         try:
             model = load_model(candidate, device=device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
             break
@@ -214,19 +192,19 @@ def _load_base(location: str, stamp: dict[str, Any], *, device: str | None, trus
             continue
     if model is None:
         raise ModelError(
-            f"{location}: this adapter needs its base model {base.get('name')!r} "
-            f"(last seen at {base.get('path')!r}), which cannot be found. Install or download that model, "
+            f"{location}: this adapter needs its base model {name!r} "
+            f"(last seen at {path!r}), which cannot be found. Install or download that model, "
             f"or merge the adapter where the base exists (retrieval-ft merge)."
         )
-    if base.get("fingerprint") and fingerprint(model) != base["fingerprint"]:
+    if expected and fingerprint(model) != expected:
         raise ModelError(
-            f"{location}: the base model found for {base.get('name')!r} is not the one this adapter was "
-            f"trained on (fingerprint {fingerprint(model)[:12]}, expected {str(base['fingerprint'])[:12]})."
+            f"{location}: the base model found for {name!r} is not the one this adapter was "
+            f"trained on (fingerprint {fingerprint(model)[:12]}, expected {expected[:12]})."
         )
     return model
 
 
-def _load_adapter_artifact(resolved: ResolvedModel, stamp: dict[str, Any], *, device: str | None,
+def _load_adapter_artifact(resolved: ResolvedModel, stamp: ArtifactStamp, *, device: str | None,
                            trust_remote_code: bool, allow_pickle: bool = False, merge: bool = True) -> SentenceTransformer:
     """The base model with the adapter (LoRA weights and any fully trained modules) loaded onto it,
     merged into the weights when `merge`."""
@@ -345,11 +323,11 @@ def merge_adapter(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -
     from ._io import atomic_dir, write_json_atomic
 
     stamp = read_stamp(folder)
-    if stamp is None or stamp.get("artifact") != ArtifactKind.ADAPTER:
+    if stamp is None or stamp.artifact is not ArtifactKind.ADAPTER:
         raise ModelError(f"{folder}: not a LoRA/hybrid adapter artifact (no adapter stamp); nothing to merge.")
     merged = load_model(folder, device="cpu")
-    merged_stamp = {**stamp, "artifact": ArtifactKind.FULL.value, "merged_from": str(Path(folder).resolve())}
+    merged_stamp = replace(stamp, artifact=ArtifactKind.FULL, merged_from=str(Path(folder).resolve()))
     with atomic_dir(out) as tmp:
         merged.save(str(tmp))
-        write_json_atomic(tmp / STAMP, merged_stamp)
+        write_json_atomic(tmp / STAMP, merged_stamp.to_dict())
     return Path(out)

@@ -19,7 +19,9 @@ import torch.distributed as dist
 
 from retrieval_ft import train as train_module
 from retrieval_ft.config import EncodeConfig, TrainConfig
-from retrieval_ft.train import World, finetune, join_world, make_fixed_documents_loss
+from retrieval_ft.distributed import World, join_world
+from retrieval_ft.losses import FixedDocumentsMNRL
+from retrieval_ft.train import finetune
 
 ENC = EncodeConfig(progress=False, device="cpu")
 CONFIG = TrainConfig(method="query-only", lr=5e-3, max_steps=6, batch_size=4, evals_per_epoch=2, warmup_ratio=0.0)
@@ -41,7 +43,7 @@ def gathered_loss(world: World) -> dict[str, float]:
     mine = slice(3 * world.rank, 3 * world.rank + 3)
 
     local_q = queries[mine].clone().requires_grad_(True)
-    gathered = make_fixed_documents_loss(Identity(), docs, normalize=True, gather_across_devices=True)
+    gathered = FixedDocumentsMNRL(Identity(), docs, normalize=True, gather_across_devices=True)
     local = gathered([{"x": local_q}], labels[mine])
     local.backward()
     mean = local.detach().clone()
@@ -49,7 +51,7 @@ def gathered_loss(world: World) -> dict[str, float]:
     mean /= world.size
 
     all_q = queries.clone().requires_grad_(True)
-    whole = make_fixed_documents_loss(Identity(), docs, normalize=True)([{"x": all_q}], labels)
+    whole = FixedDocumentsMNRL(Identity(), docs, normalize=True)([{"x": all_q}], labels)
     whole.backward()
     assert all_q.grad is not None and local_q.grad is not None
     return {"gathered_mean": float(mean), "one_process": float(whole),
@@ -97,9 +99,9 @@ def main(model: str, data: str, out: Path) -> None:
     report["stamp_after_cut"] = (out / "cut" / "retrieval_ft.json").exists()
     resumed = finetune(model, data, CONFIG, out / "cut", encode=ENC, resume=True)
     for name, result in (("whole", whole), ("resumed", resumed)):
-        report[name] = {"artifact": str(result.artifact), "steps": result.stamp["steps"],
+        report[name] = {"artifact": str(result.artifact), "steps": result.stamp.steps,
                         "history": [h["step"] for h in result.history], "best": result.best_dev_ndcg,
-                        "distributed": result.stamp["distributed"]}
+                        "distributed": result.stamp.distributed}
     report["writes"] = writes
     (out / f"rank{world.rank}.json").write_text(json.dumps(report, indent=1))
 

@@ -50,13 +50,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_beir(tmp_path_factory.mktemp("ddp-data") / "beir", n_docs=60)
 
 
-def test_torchrun_cli_trains_one_artifact_with_gathered_negatives(tiny_model_path, data_dir, tmp_path):
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_torchrun_cli_trains_one_artifact_with_gathered_negatives(tiny_model_path, data_dir, tmp_path, method):
     runs = tmp_path / "runs"
     runs.mkdir()
     settings = tmp_path / "train.yaml"
     settings.write_text("warmup_ratio: 0.0\n")  # the first step moves the model already
     res = torchrun(["--no-python", str(BIN / "retrieval-ft"), "-v", "train", "--model", str(tiny_model_path),
-                    "--data", str(data_dir), "--out", "tuned", "--config", str(settings), "--method", "full",
+                    "--data", str(data_dir), "--out", "tuned", "--config", str(settings), "--method", method,
                     "--lr", "5e-3", "--max-steps", "4", "--batch-size", "4", "--hard-negatives", "1", "--no-progress"],
                    cwd=runs)
     log = f"\nstdout:\n{res.stdout[-2000:]}\nstderr:\n{res.stderr[-4000:]}"  # shown with any failure below
@@ -71,7 +72,10 @@ def test_torchrun_cli_trains_one_artifact_with_gathered_negatives(tiny_model_pat
     # one summary (rank 1 reports nothing)
     assert sorted(os.listdir(runs)) == ["tuned"], log
     assert not (runs / "tuned" / "checkpoints").exists(), log
-    assert res.stdout.count("full tuning done: tuned") == 1, log
+    assert res.stdout.count(f"{method} tuning done: tuned") == 1, log
+    # DDP searched for parameters without gradient only where there are some (BERT's pooler when
+    # every weight trains): before, LoRA warned at every step that the search found none
+    assert "did not find any unused parameters" not in res.stderr, log
 
     base = Encoder(str(tiny_model_path), ENC)
     tuned = Encoder(str(runs / "tuned"), ENC)
@@ -119,24 +123,25 @@ def test_query_only_gathers_writes_once_and_resumes_under_torchrun(tiny_model_pa
 @pytest.mark.parametrize("matryoshka", [(), (32, 16)])
 def test_every_loss_gathers_only_with_several_processes(tiny_model, loss, matryoshka):
     from retrieval_ft.config import TrainConfig
-    from retrieval_ft.train import _loss, gathers_across_devices, make_fixed_documents_loss
+    from retrieval_ft.distributed import gathers_across_devices
+    from retrieval_ft.losses import FixedDocumentsMNRL, shared_towers_loss
 
     config = TrainConfig(loss=loss, mini_batch_size=4, matryoshka_dims=matryoshka)
-    assert gathers_across_devices(_loss(tiny_model, config, gather_across_devices=True))
-    assert not gathers_across_devices(_loss(tiny_model, config))
+    assert gathers_across_devices(shared_towers_loss(tiny_model, config, gather_across_devices=True))
+    assert not gathers_across_devices(shared_towers_loss(tiny_model, config))
     docs = np.eye(4, dtype=np.float32)
-    assert gathers_across_devices(make_fixed_documents_loss(tiny_model, docs, True, gather_across_devices=True))
-    assert not gathers_across_devices(make_fixed_documents_loss(tiny_model, docs, True))
+    assert gathers_across_devices(FixedDocumentsMNRL(tiny_model, docs, True, gather_across_devices=True))
+    assert not gathers_across_devices(FixedDocumentsMNRL(tiny_model, docs, True))
 
 
 def test_processes_that_cannot_train_in_step_are_refused(tiny_model_path, data_dir, tmp_path, monkeypatch):
     """Checked before training, as a launch would see them (the world is faked in this process)."""
-    from retrieval_ft import train
+    from retrieval_ft import checkpoints, train
     from retrieval_ft.config import TrainConfig
     from retrieval_ft.errors import ConfigError
 
     monkeypatch.setattr(train, "join_world", lambda device: train.World(0, 4, "gloo"))
-    monkeypatch.setattr(train, "_from_main", lambda world, obj: obj)
+    monkeypatch.setattr(checkpoints, "from_main", lambda world, obj: obj)
     with pytest.raises(ConfigError, match=r"16 training pairs cannot fill one step of 4 processes x batch size 8"):
         train.finetune(str(tiny_model_path), data_dir, TrainConfig(batch_size=8, max_steps=1), tmp_path / "a",
                        encode=ENC)
@@ -146,7 +151,7 @@ def test_processes_that_cannot_train_in_step_are_refused(tiny_model_path, data_d
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text("{}")
     monkeypatch.setattr(train, "join_world", lambda device: train.World(1, 2, "gloo"))
-    monkeypatch.setattr(train, "_from_main", lambda world, obj: None)
+    monkeypatch.setattr(checkpoints, "from_main", lambda world, obj: None)
     with pytest.raises(ConfigError, match="rank 1 sees checkpoint-3 but rank 0 sees none; .*every machine sees"):
         train.finetune(str(tiny_model_path), data_dir, TrainConfig(max_steps=1), tmp_path / "b", encode=ENC,
                        resume=True)
@@ -155,21 +160,48 @@ def test_processes_that_cannot_train_in_step_are_refused(tiny_model_path, data_d
 def test_a_failure_on_rank_0_stops_the_other_processes(monkeypatch):
     """Rank 0 tells the others when writing the artifact fails, instead of leaving them waiting
     for the process group's timeout (the broadcast is faked in this process)."""
-    from retrieval_ft import train
+    from retrieval_ft import distributed
 
     sent: list = []
-    monkeypatch.setattr(train, "_from_main", lambda world, obj: sent.append(obj) or obj)
+    monkeypatch.setattr(distributed, "from_main", lambda world, obj: sent.append(obj) or obj)
 
     def disk_full():
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        train._written_by_main(train.World(0, 2, "gloo"), disk_full)
-    assert isinstance(sent[-1], train._MainFailed) and "No space left on device" in sent[-1].error
+        distributed.written_by_main(distributed.World(0, 2, "gloo"), disk_full)
+    assert isinstance(sent[-1], distributed.MainFailed) and "No space left on device" in sent[-1].error
 
-    monkeypatch.setattr(train, "_from_main", lambda world, obj: sent[-1])  # what rank 1 receives
+    monkeypatch.setattr(distributed, "from_main", lambda world, obj: sent[-1])  # what rank 1 receives
     with pytest.raises(RuntimeError, match=r"rank 0 failed to write the artifact \(OSError: .*No space left"):
-        train._written_by_main(train.World(1, 2, "gloo"), lambda: pytest.fail("only rank 0 writes"))
+        distributed.written_by_main(distributed.World(1, 2, "gloo"), lambda: pytest.fail("only rank 0 writes"))
 
-    monkeypatch.setattr(train, "_from_main", lambda world, obj: obj)
-    assert train._written_by_main(train.World(0, 2, "gloo"), lambda: "result") == "result"
+    monkeypatch.setattr(distributed, "from_main", lambda world, obj: obj)
+    assert distributed.written_by_main(distributed.World(0, 2, "gloo"), lambda: "result") == "result"
+
+
+@pytest.mark.parametrize("method", ["full", "query-only", "lora", "hybrid"])
+def test_ddp_searches_for_unused_parameters_only_where_some_are(tiny_model_path, method):
+    """The decision matches what a training step really leaves without gradient: BERT's pooler
+    (computed, but the Pooling module reads the token embeddings) when every weight trains; nothing
+    with LoRA or hybrid. Before, DDP searched at every step of every method."""
+    from retrieval_ft.distributed import find_unused_parameters
+    from retrieval_ft.models import load_model, prepare_for_training
+
+    model = load_model(str(tiny_model_path), device="cpu")
+    prepare_for_training(model, method)
+    model(model.preprocess(TEXTS))["sentence_embedding"].sum().backward()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert find_unused_parameters(trainable, encodes_images=False) == bool(unused)
+    assert bool(unused) == (method in ("full", "query-only"))
+
+
+def test_unused_parameter_rule_for_two_tower_models():
+    from retrieval_ft.distributed import find_unused_parameters
+
+    lora_text = ["0.model.base_model.model.text_model.encoder.layers.0.q_proj.lora_A.default.weight"]
+    lora_image = ["0.model.base_model.model.vision_model.encoder.layers.0.q_proj.lora_A.default.weight"]
+    assert not find_unused_parameters(lora_text + lora_image, encodes_images=True)
+    assert find_unused_parameters(lora_text + lora_image, encodes_images=False)  # pages never encoded
+    assert find_unused_parameters(lora_text + ["0.model.logit_scale"], encodes_images=True)

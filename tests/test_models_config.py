@@ -16,7 +16,7 @@ from retrieval_ft.config import (
     to_dict,
 )
 from retrieval_ft.errors import ConfigError, ModelError
-from retrieval_ft.models import bundled_minilm_path, fingerprint, load_model, resolve_model
+from retrieval_ft.models import ResolvedModel, bundled_minilm_path, fingerprint, load_model, resolve_model
 
 
 @pytest.mark.parametrize("name", ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"])
@@ -31,8 +31,8 @@ def test_minilm_hub_ids_resolve_to_the_bundled_copy(name: str):
 
 def test_folders_and_hub_ids(tmp_path: Path, tiny_model_path: Path):
     assert resolve_model(str(tiny_model_path)).local
-    assert resolve_model("BAAI/bge-small-en-v1.5") == resolve_model("BAAI/bge-small-en-v1.5")
-    assert not resolve_model("BAAI/bge-small-en-v1.5").local
+    assert resolve_model("BAAI/bge-small-en-v1.5") == ResolvedModel(name="BAAI/bge-small-en-v1.5",
+                                                                    location="BAAI/bge-small-en-v1.5", local=False)
     with pytest.raises(ModelError, match="not a model folder"):
         resolve_model(str(tmp_path))
     (tmp_path / "weights.bin").write_bytes(b"x")

@@ -16,15 +16,20 @@ from retrieval_ft.config import EncodeConfig, HardNegatives, Similarity, TrainCo
 from retrieval_ft.data import load_dataset
 from retrieval_ft.encode import Encoder
 from retrieval_ft.errors import ConfigError, ModelError
+from retrieval_ft.losses import FixedDocumentsMNRL
 from retrieval_ft.models import STAMP, fingerprint, load_model, merge_adapter
 from retrieval_ft.pipeline import evaluate
-from retrieval_ft.train import finetune, make_fixed_documents_loss, mine_hard_negatives, training_data
+from retrieval_ft.train import finetune, mine_hard_negatives, training_data
 
 from .conftest import write_beir
 
 TEXTS = ["star galaxy orbit", "flour sugar bake", "goal match referee", "vaccine dose"]
 FAST = dict(max_steps=4, batch_size=8, evals_per_epoch=2, warmup_ratio=0.0)
 ENC = EncodeConfig(progress=False)
+STAMP_KEYS = {"artifact", "method", "base", "data", "config", "learning_rate", "encode", "precision", "max_seq_length",
+              "steps", "distributed", "train_seconds", "eval_seconds", "peak_memory_mb", "trainable_params",
+              "total_params", "preparation", "best_dev_ndcg@10", "dev_history", "best_checkpoint", "versions",
+              "created", "artifact_bytes"}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +58,9 @@ def test_each_method_trains_saves_reloads_and_evaluates(trained, method, tiny_mo
     for key in ("train_seconds", "peak_memory_mb", "trainable_params", "total_params", "best_dev_ndcg@10", "versions",
                 "config", "artifact_bytes"):
         assert key in stamp, key
+    assert set(stamp) == STAMP_KEYS and set(stamp["base"]) == {"name", "path", "fingerprint"}
+    assert set(stamp["data"]) == {"path", "split", "fingerprint", "pairs", "hard_negatives", "dev", "dev_corpus_size"}
+    assert result.stamp.to_dict() == stamp and result.stamp.data.dev == stamp["data"]["dev"]
     assert len(stamp["dev_history"]) == 4 and result.best_dev_ndcg == max(h["ndcg@10"] for h in stamp["dev_history"])
 
     base = Encoder(str(tiny_model_path), ENC)
@@ -145,7 +153,7 @@ def test_resume_reaches_the_same_model(tiny_model_path, data_dir, tmp_path):
     b = Encoder(str(resumed.artifact), ENC).encode_documents(TEXTS)
     # same seed, same data order (the checkpoint restores RNG states): equal up to float reassociation
     assert np.abs(a - b).max() < 1e-5
-    assert resumed.stamp["steps"] == 6 and [h["step"] for h in resumed.history] == [h["step"] for h in whole.history]
+    assert resumed.stamp.steps == 6 and [h["step"] for h in resumed.history] == [h["step"] for h in whole.history]
 
 
 def test_dev_queries_come_from_train_never_test(tmp_path):
@@ -172,13 +180,26 @@ def test_hard_negative_mining_skips_positives_and_near_positives():
     assert negs == [["d3", "d4"]]
 
 
+def test_hard_negative_margin_applies_to_euclidean_scores():
+    """Euclidean scores are negative squared distances: the positive is scored the same way, and a
+    negative must lie (1 + margin) x the positive's squared distance away. Before, the positive
+    was scored by inner product (0 here), and every candidate, even one nearer than the positive,
+    passed as a negative."""
+    docs = np.array([[1, 0], [0, 1.02], [0, 1.1], [0, 0.5], [-2, 0]], dtype=np.float32)
+    query = {"q": np.array([0, 0], dtype=np.float32)}
+    negs = mine_hard_negatives([("q", "d0")], {"q": {"d0": 1}}, query, ["d0", "d1", "d2", "d3", "d4"], docs,
+                               num=3, range_max=5, relative_margin=0.05, similarity=Similarity.EUCLIDEAN)
+    # d3 is nearer than the positive and d1 within 5% of its squared distance (1.0404 < 1.05)
+    assert negs == [["d2", "d4"]]
+
+
 def test_fixed_documents_loss_exact_value():
     class Identity(torch.nn.Module):
         def forward(self, features):
             return {"sentence_embedding": features["x"]}
 
     docs = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
-    loss = make_fixed_documents_loss(Identity(), docs, normalize=False, scale=1.0)
+    loss = FixedDocumentsMNRL(Identity(), docs, normalize=False, scale=1.0)
     q = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([[0, 2], [1, 0]])  # positive first, then a hard negative
     value = loss([{"x": q}], labels).item()
@@ -220,7 +241,7 @@ def test_cli_train_merge_evaluate(capsys, tiny_model_path, data_dir, tmp_path):
 def test_cached_mnrl_and_matryoshka_losses_train(tiny_model_path, data_dir, tmp_path):
     config = TrainConfig(method="full", loss="cached-mnrl", mini_batch_size=4, matryoshka_dims=(32, 16), lr=5e-3, **FAST)
     result = finetune(str(tiny_model_path), data_dir, config, tmp_path / "cmnrl", encode=ENC)
-    assert result.stamp["config"]["loss"] == "cached-mnrl" and result.stamp["config"]["matryoshka_dims"] == [32, 16]
+    assert result.stamp.config["loss"] == "cached-mnrl" and result.stamp.config["matryoshka_dims"] == [32, 16]
     assert Encoder(str(result.artifact), ENC).fingerprint != Encoder(str(tiny_model_path), ENC).fingerprint
     with pytest.raises(ConfigError, match="exceed the model's dimension 32"):
         finetune(str(tiny_model_path), data_dir, TrainConfig(matryoshka_dims=(64,), **FAST), tmp_path / "bad", encode=ENC)
@@ -233,12 +254,12 @@ def test_pair_and_triplet_files_train(tiny_model_path, tmp_path, method):
     triplets = tmp_path / "triplets.jsonl"
     triplets.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = finetune(str(tiny_model_path), triplets, TrainConfig(method=method, lr=5e-3, **FAST), tmp_path / "t", encode=ENC)
-    assert result.stamp["data"]["hard_negatives"] == 1 and result.stamp["data"]["path"] == str(triplets)
+    assert result.stamp.data.hard_negatives == 1 and result.stamp.data.path == str(triplets)
     assert Encoder(str(result.artifact), ENC).fingerprint != Encoder(str(tiny_model_path), ENC).fingerprint
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("anchor,positive\n" + "".join(f"{r['anchor']},{r['positive']}\n" for r in rows))
     result = finetune(str(tiny_model_path), pairs, TrainConfig(method="lora", lr=2e-2, **FAST), tmp_path / "p", encode=ENC)
-    assert result.stamp["data"]["pairs"] == 7  # one of eight anchors held out for dev
+    assert result.stamp.data.pairs == 7  # one of eight anchors held out for dev
 
 
 def test_pair_file_errors_name_the_line(tiny_model_path, tmp_path, capsys):
@@ -266,19 +287,19 @@ def test_training_length_limit_stays_out_of_the_artifact(tiny_model_path, data_d
                    encode=ENC, callbacks=[Spy()])
     assert seen and set(seen) == {6} and base_limit != 6
     assert Encoder(str(run.artifact), ENC).model.max_seq_length == base_limit
-    assert run.stamp["config"]["max_seq_length"] == 6 and run.stamp["max_seq_length"] == base_limit
+    assert run.stamp.config["max_seq_length"] == 6 and run.stamp.max_seq_length == base_limit
     with pytest.raises(ConfigError, match="max_seq_length"):
         TrainConfig(max_seq_length=0)
 
 
 def test_peak_memory_is_measured_per_training_run():
     """A second run in the same process (bench) reports its own peak, not the process's largest so far."""
-    from retrieval_ft.train import _peak_memory_mb, _reset_peak_memory
+    from retrieval_ft.measure import peak_memory_mb, reset_peak_memory
 
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux's /proc/self/clear_refs")
     block = np.ones(400 * 2**20 // 8)  # 400 MB, touched
-    high = _peak_memory_mb()
+    high = peak_memory_mb()
     del block
-    _reset_peak_memory()
-    assert _peak_memory_mb() < high - 300
+    reset_peak_memory()
+    assert peak_memory_mb() < high - 300

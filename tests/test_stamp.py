@@ -1,0 +1,87 @@
+"""The artifact stamp as a typed record: the same JSON keys, nothing invented on load, and a
+malformed stamp refused with the file and field named (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from retrieval_ft.errors import ModelError
+from retrieval_ft.models import load_model
+from retrieval_ft.stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, TrainingDataInfo, read_stamp
+
+FULL = {
+    "artifact": "adapter", "method": "lora", "base": {"name": "b", "path": "/m/b", "fingerprint": "f" * 64},
+    "data": {"path": "/d", "split": "train", "fingerprint": "e" * 64, "pairs": 16, "hard_negatives": 0,
+             "dev": "split 'dev'", "dev_corpus_size": 60},
+    "config": {"method": "lora", "batch_size": 8}, "learning_rate": 0.02,
+    "encode": {"query_prompt": None, "document_prompt": None, "similarity": "cosine", "normalize": True},
+    "precision": "fp32", "max_seq_length": 64, "steps": 4,
+    "distributed": {"world_size": 1, "backend": None, "global_batch_size": 8, "negatives_gathered": False},
+    "train_seconds": 1.5, "eval_seconds": 0.2, "peak_memory_mb": 300.0, "trainable_params": 10, "total_params": 100,
+    "preparation": {"method": "lora"}, "best_dev_ndcg@10": None, "dev_history": [], "best_checkpoint": None,
+    "versions": {"torch": "2"}, "created": "2026-12-02T00:00:00Z", "artifact_bytes": 1234,
+}
+
+
+def test_round_trip_keeps_every_key_and_value():
+    stamp = ArtifactStamp.from_dict(FULL)
+    assert stamp.to_dict() == FULL
+    assert stamp.artifact is ArtifactKind.ADAPTER and stamp.data is not None and stamp.data.dev == "split 'dev'"
+    assert stamp.steps == 4 and stamp.best_dev_ndcg is None and stamp.base == BaseModelInfo(name="b", path="/m/b",
+                                                                                          fingerprint="f" * 64)
+
+
+def test_a_new_stamp_writes_every_key_but_the_late_ones():
+    stamp = ArtifactStamp(artifact=ArtifactKind.FULL, base=BaseModelInfo(name="b"), data=TrainingDataInfo(pairs=3))
+    keys = set(stamp.to_dict())
+    assert "best_dev_ndcg@10" in keys and "best_checkpoint" in keys  # recorded as null
+    assert "artifact_bytes" not in keys and "merged_from" not in keys  # only once known
+    assert stamp.to_dict()["base"] == {"name": "b", "path": None, "fingerprint": None}
+    assert "artifact_bytes" in replace(stamp, artifact_bytes=5).to_dict()
+
+
+def test_an_older_stamp_gains_nothing_on_load_or_merge():
+    old = {"artifact": "adapter", "method": "lora", "base": {"name": "b"}, "steps": 4, "custom": {"x": 1}}
+    stamp = ArtifactStamp.from_dict(old)
+    assert stamp.versions is None and stamp.data is None and stamp.base.fingerprint is None
+    assert stamp.to_dict() == old  # no versions, no dev history, no base path: not recorded, not invented
+    merged = replace(stamp, artifact=ArtifactKind.FULL, merged_from="/a").to_dict()
+    assert merged == {**old, "artifact": "full", "merged_from": "/a"}
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"base": "model-name"}, "'base'"),
+    ({"base": ["b"]}, "'base'"),
+    ({"base": {"name": 3}}, "'base.name'"),
+    ({"data": {"pairs": "16"}}, "'data.pairs'"),
+    ({"steps": "4"}, "'steps'"),
+    ({"steps": True}, "'steps'"),
+    ({"learning_rate": "fast"}, "'learning_rate'"),
+    ({"encode": "cosine"}, "'encode'"),
+    ({"dev_history": {}}, "'dev_history'"),
+    ({"artifact": "weights"}, "'artifact'"),
+])
+def test_a_malformed_stamp_names_the_file_and_field(tmp_path: Path, change: dict, field: str):
+    (tmp_path / STAMP).write_text(json.dumps({**FULL, **change}))
+    with pytest.raises(ModelError, match=rf"{STAMP}: field {field} should be"):
+        read_stamp(tmp_path)
+
+
+def test_an_adapter_whose_base_is_not_a_mapping_is_refused_by_load_model(tmp_path: Path):
+    """Before, load_model stopped with AttributeError ('str' object has no attribute 'get')."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / STAMP).write_text(json.dumps({"artifact": "adapter", "method": "lora", "base": "bert-base"}))
+    with pytest.raises(ModelError, match=r"retrieval_ft.json: field 'base' should be a mapping, not str 'bert-base'"):
+        load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"method": "lora"}'])
+def test_a_stamp_that_is_not_one_is_refused(tmp_path: Path, text: str):
+    (tmp_path / STAMP).write_text(text)
+    with pytest.raises(ModelError, match="corrupt artifact stamp|not a retrieval-ft artifact stamp"):
+        read_stamp(tmp_path)
+    assert read_stamp(tmp_path / "elsewhere") is None
