@@ -60,7 +60,7 @@ def main() -> None:
         line = {"name": name, **fields, "seed": args.seed, "dev": round(trained.best_dev_ndcg or 0.0, 4),
                 "dev_history": [round(h["ndcg@10"], 4) for h in trained.history], "test": round(result.metrics["ndcg@10"], 4),
                 "guard_delta": guard_delta,
-                "train_seconds": round(trained.train_seconds), "dev_eval_seconds": trained.stamp.get("eval_seconds"),
+                "train_seconds": round(trained.train_seconds), "dev_eval_seconds": trained.stamp.eval_seconds,
                 "peak_memory_mb": round(trained.peak_memory_mb), "wall_seconds": round(time.perf_counter() - start)}
         print(json.dumps(line), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -178,9 +178,9 @@ class Encoder:
         self.model = model
         source = model_source(model)
         stamp = read_stamp(source.location) if source and source.local else None
-        if stamp and stamp.get("encode"):
+        if stamp and stamp.encode:
             # a tuned artifact: encode as it was trained, unless the caller says otherwise
-            saved = stamp["encode"]
+            saved = stamp.encode
             self.config = replace(
                 self.config,
                 query_prompt=self.config.query_prompt if self.config.query_prompt is not None else saved.get("query_prompt"),

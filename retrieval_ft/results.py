@@ -282,8 +282,8 @@ class TrainSummary:
                    peak_memory_mb=round(trained.peak_memory_mb, 1), trainable_params=trained.trainable_params,
                    total_params=trained.total_params, artifact_bytes=trained.artifact_bytes,
                    artifact=str(trained.artifact), best_dev_ndcg=trained.best_dev_ndcg,
-                   dev=stamp["data"]["dev"], pairs=stamp["data"]["pairs"], steps=stamp["steps"],
-                   learning_rate=stamp["learning_rate"])
+                   dev=stamp.data.dev, pairs=stamp.data.pairs, steps=stamp.steps,
+                   learning_rate=stamp.learning_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "seconds": self.seconds, "peak_memory_mb": self.peak_memory_mb,

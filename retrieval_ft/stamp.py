@@ -169,14 +169,6 @@ class ArtifactStamp(_Record):
         stamp.artifact = ArtifactKind(stamp.artifact)
         return stamp
 
-    # Transitional: callers that still read the stamp as a dict (stamp["data"]["dev"]) get the JSON
-    # object; remove once every caller reads attributes.
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
 
 def read_stamp(folder: str | os.PathLike[str]) -> ArtifactStamp | None:
     """The stamp of a tuned artifact, or None for a plain model folder; a corrupt or malformed

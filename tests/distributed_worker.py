@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from retrieval_ft import train as train_module
 from retrieval_ft.config import EncodeConfig, TrainConfig
-from retrieval_ft.distributed import World, join_world
-from retrieval_ft.losses import FixedDocumentsMNRL
 from retrieval_ft.train import finetune
+from retrieval_ft.train import tune as train_module
+from retrieval_ft.train.distributed import World, join_world
+from retrieval_ft.train.losses import FixedDocumentsMNRL
 
 ENC = EncodeConfig(progress=False, device="cpu")
 CONFIG = TrainConfig(method="query-only", lr=5e-3, max_steps=6, batch_size=4, evals_per_epoch=2, warmup_ratio=0.0)

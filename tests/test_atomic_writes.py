@@ -93,7 +93,7 @@ def test_training_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path, 
     a = Encoder(str(whole.artifact), enc).encode_documents(texts)
     b = Encoder(str(resumed.artifact), enc).encode_documents(texts)
     assert np.abs(a - b).max() < 1e-5  # same seed and data order; float reassociation only
-    assert resumed.stamp["steps"] == 12
+    assert resumed.stamp.steps == 12
 
 
 def test_json_artifacts_are_strict(tmp_path: Path):

@@ -123,8 +123,8 @@ def test_query_only_gathers_writes_once_and_resumes_under_torchrun(tiny_model_pa
 @pytest.mark.parametrize("matryoshka", [(), (32, 16)])
 def test_every_loss_gathers_only_with_several_processes(tiny_model, loss, matryoshka):
     from retrieval_ft.config import TrainConfig
-    from retrieval_ft.distributed import gathers_across_devices
-    from retrieval_ft.losses import FixedDocumentsMNRL, shared_towers_loss
+    from retrieval_ft.train.distributed import gathers_across_devices
+    from retrieval_ft.train.losses import FixedDocumentsMNRL, shared_towers_loss
 
     config = TrainConfig(loss=loss, mini_batch_size=4, matryoshka_dims=matryoshka)
     assert gathers_across_devices(shared_towers_loss(tiny_model, config, gather_across_devices=True))
@@ -136,9 +136,10 @@ def test_every_loss_gathers_only_with_several_processes(tiny_model, loss, matryo
 
 def test_processes_that_cannot_train_in_step_are_refused(tiny_model_path, data_dir, tmp_path, monkeypatch):
     """Checked before training, as a launch would see them (the world is faked in this process)."""
-    from retrieval_ft import checkpoints, train
     from retrieval_ft.config import TrainConfig
     from retrieval_ft.errors import ConfigError
+    from retrieval_ft.train import checkpoints
+    from retrieval_ft.train import tune as train
 
     monkeypatch.setattr(train, "join_world", lambda device: train.World(0, 4, "gloo"))
     monkeypatch.setattr(checkpoints, "from_main", lambda world, obj: obj)
@@ -160,7 +161,7 @@ def test_processes_that_cannot_train_in_step_are_refused(tiny_model_path, data_d
 def test_a_failure_on_rank_0_stops_the_other_processes(monkeypatch):
     """Rank 0 tells the others when writing the artifact fails, instead of leaving them waiting
     for the process group's timeout (the broadcast is faked in this process)."""
-    from retrieval_ft import distributed
+    from retrieval_ft.train import distributed
 
     sent: list = []
     monkeypatch.setattr(distributed, "from_main", lambda world, obj: sent.append(obj) or obj)
@@ -185,8 +186,8 @@ def test_ddp_searches_for_unused_parameters_only_where_some_are(tiny_model_path,
     """The decision matches what a training step really leaves without gradient: BERT's pooler
     (computed, but the Pooling module reads the token embeddings) when every weight trains; nothing
     with LoRA or hybrid. Before, DDP searched at every step of every method."""
-    from retrieval_ft.distributed import find_unused_parameters
     from retrieval_ft.models import load_model, prepare_for_training
+    from retrieval_ft.train.distributed import find_unused_parameters
 
     model = load_model(str(tiny_model_path), device="cpu")
     prepare_for_training(model, method)
@@ -198,7 +199,7 @@ def test_ddp_searches_for_unused_parameters_only_where_some_are(tiny_model_path,
 
 
 def test_unused_parameter_rule_for_two_tower_models():
-    from retrieval_ft.distributed import find_unused_parameters
+    from retrieval_ft.train.distributed import find_unused_parameters
 
     lora_text = ["0.model.base_model.model.text_model.encoder.layers.0.q_proj.lora_A.default.weight"]
     lora_image = ["0.model.base_model.model.vision_model.encoder.layers.0.q_proj.lora_A.default.weight"]

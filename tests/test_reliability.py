@@ -68,5 +68,5 @@ def test_same_config_and_seed_give_the_same_metrics(tiny_model_path: Path, tmp_p
     for i in range(2):
         run = finetune(str(tiny_model_path), data, config, tmp_path / f"run{i}", encode=EncodeConfig(progress=False))
         result = evaluate(str(run.artifact), data)
-        metrics.append((run.stamp["dev_history"], result.metrics, result.per_query))
+        metrics.append((run.stamp.dev_history, result.metrics, result.per_query))
     assert metrics[0] == metrics[1]

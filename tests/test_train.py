@@ -16,10 +16,10 @@ from retrieval_ft.config import EncodeConfig, HardNegatives, Similarity, TrainCo
 from retrieval_ft.data import load_dataset
 from retrieval_ft.encode import Encoder
 from retrieval_ft.errors import ConfigError, ModelError
-from retrieval_ft.losses import FixedDocumentsMNRL
 from retrieval_ft.models import STAMP, fingerprint, load_model, merge_adapter
 from retrieval_ft.pipeline import evaluate
 from retrieval_ft.train import finetune, mine_hard_negatives, training_data
+from retrieval_ft.train.losses import FixedDocumentsMNRL
 
 from .conftest import write_beir
 
@@ -294,7 +294,7 @@ def test_training_length_limit_stays_out_of_the_artifact(tiny_model_path, data_d
 
 def test_peak_memory_is_measured_per_training_run():
     """A second run in the same process (bench) reports its own peak, not the process's largest so far."""
-    from retrieval_ft.measure import peak_memory_mb, reset_peak_memory
+    from retrieval_ft.train.measure import peak_memory_mb, reset_peak_memory
 
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux's /proc/self/clear_refs")

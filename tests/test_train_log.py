@@ -10,7 +10,7 @@ import pytest
 
 from retrieval_ft.config import EncodeConfig, HardNegatives, TrainConfig
 from retrieval_ft.train import finetune
-from retrieval_ft.train_log import library_bars, progress_line
+from retrieval_ft.train.progress import library_bars, progress_line
 
 from .conftest import write_beir
 

@@ -167,8 +167,8 @@ def test_tiny_clip_tunes_saves_reloads_and_evaluates(tiny_clip: Path, pages: Pat
     cfg = TrainConfig(method=method, max_steps=3, batch_size=16, lr=1e-3, evals_per_epoch=1, dev_corpus_size=60)
     result = finetune(str(tiny_clip), pages, cfg, tmp_path / "tuned", encode=ENC)
     stamp = read_stamp(result.artifact)
-    assert stamp is not None and stamp["method"] == method and stamp["steps"] == 3
-    assert stamp["base"]["path"] == str(tiny_clip.resolve())
+    assert stamp is not None and stamp.method == method and stamp.steps == 3
+    assert stamp.base.path == str(tiny_clip.resolve())
 
     ds = load_dataset(pages)
     some = [Page(str(pages / ds.corpus[d].image)) for d in sorted(ds.corpus)[:6]]
@@ -181,7 +181,7 @@ def test_tiny_clip_tunes_saves_reloads_and_evaluates(tiny_clip: Path, pages: Pat
     else:
         assert not np.allclose(base.encode_documents(some), tuned.encode_documents(some), atol=1e-4)
     if method == "hybrid":
-        assert stamp["preparation"]["full_modules"] == ["text_model.encoder.layers.1", "vision_model.encoder.layers.1"]
+        assert stamp.preparation["full_modules"] == ["text_model.encoder.layers.1", "vision_model.encoder.layers.1"]
     if method in ("lora", "hybrid"):
         merged = merge_adapter(result.artifact, tmp_path / "merged")
         diff = np.abs(Encoder(str(merged), ENC).encode_documents(some) - tuned.encode_documents(some)).max()
@@ -210,7 +210,7 @@ def test_pdf_pages_train_through_rendered_page_files(tiny_clip: Path, tmp_path: 
     from retrieval_ft._io import cache_dir, file_sha256
 
     # one query is held out for model selection; each training pair's PDF page was rendered once
-    assert result.stamp["data"]["pairs"] == 7
+    assert result.stamp.data.pairs == 7
     rendered = list((cache_dir("pages") / file_sha256(folder / "pages" / "bundle.pdf")[:32]).glob("p*.png"))
     assert len(rendered) == 7 and all(Image.open(p).size in ((480, 640), (640, 480)) for p in rendered)  # scale 2
 

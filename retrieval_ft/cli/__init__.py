@@ -35,10 +35,12 @@ class _LogFormat(logging.Formatter):
         return (self.progress if progress else self.other).format(record)
 
 
-def _setup_logging(verbose: bool, quiet: bool, command: str) -> None:
+def _setup_logging(verbose: bool, quiet: bool, command: str, no_progress: bool = False) -> None:
     """retrieval-ft's INFO lines (one per stage, training progress) are shown by default, so a long
-    job in CI says what it is doing; other libraries log warnings only, unless --verbose. As with
-    logging.basicConfig, an application that configured logging itself keeps its handlers."""
+    job in CI says what it is doing; other libraries log warnings only, unless --verbose.
+    --no-progress silences the progress display (bars, and the periodic lines that stand in for them
+    where there is no terminal). As with logging.basicConfig, an application that configured logging
+    itself keeps its handlers."""
     rank = launch_env().rank
     ours = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     others = logging.INFO if verbose else logging.WARNING
@@ -53,6 +55,7 @@ def _setup_logging(verbose: bool, quiet: bool, command: str) -> None:
         root.addHandler(handler)
         root.setLevel(others)
     logging.getLogger("retrieval_ft").setLevel(ours)
+    logging.getLogger("retrieval_ft.progress").setLevel(logging.WARNING if no_progress else logging.NOTSET)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    _setup_logging(args.verbose, args.quiet, args.command)
+    _setup_logging(args.verbose, args.quiet, args.command, getattr(args, "no_progress", False))
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

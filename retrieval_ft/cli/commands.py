@@ -56,7 +56,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     best = f"{result.best_dev_ndcg:.4f}" if result.best_dev_ndcg is not None else "n/a"
     print(f"{result.method} tuning done: {result.artifact}")
-    print(f"  best dev ndcg@10 {best} ({result.stamp['data']['dev']}); steps {result.stamp['steps']}; "
+    print(f"  best dev ndcg@10 {best} ({result.stamp.data.dev}); steps {result.stamp.steps}; "
           f"{result.train_seconds:.0f} s; peak memory {result.peak_memory_mb:.0f} MB")
     print(f"  trainable parameters {result.trainable_params:,} of {result.total_params:,}; "
           f"artifact {result.artifact_bytes / 2**20:.1f} MB")

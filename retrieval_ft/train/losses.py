@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from sentence_transformers.util import all_gather, get_rank
 from torch import nn
 
-from .config import Loss, TrainConfig
-from .errors import ConfigError
+from ..config import Loss, TrainConfig
+from ..errors import ConfigError
 
 
 class FixedDocumentsMNRL(nn.Module):

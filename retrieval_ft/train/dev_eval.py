@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 
-from .encode import Item, default_batch_size, encode_items
-from .metrics import evaluate as score_run
-from .training_rows import DEV_METRIC
+from ..encode import Item, default_batch_size, encode_items
+from ..metrics import evaluate_run
+from .rows import DEV_METRIC
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class DevNDCG(SentenceEvaluator):
         for qi, q in enumerate(qids):
             top = np.argpartition(-scores[qi], k - 1)[:k]
             run[q] = {self.doc_ids[j]: float(scores[qi, j]) for j in top}
-        value = score_run(self.qrels, run, [DEV_METRIC]).mean[DEV_METRIC]
+        value = evaluate_run(self.qrels, run, [DEV_METRIC]).mean[DEV_METRIC]
         self.history.append({"step": int(steps), "epoch": float(epoch), DEV_METRIC: value})
         logger.info("dev %s at step %s: %.4f", DEV_METRIC, steps, value)
         return self.prefix_name_to_metrics({DEV_METRIC: value}, self.name)

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import TrainConfig
-from .data import IRDataset
-from .encode import Item, Page
-from .errors import DataError
+from ..config import TrainConfig
+from ..data import IRDataset
+from ..encode import Item, Page
+from ..errors import DataError
 
 DEV_METRIC = "ndcg@10"  # model selection: the dev queries' NDCG@10 (ranx's definition, see metrics.py)
 
@@ -59,7 +59,7 @@ def training_data(dataset: IRDataset, config: TrainConfig) -> TrainingData:
 
 def check_pages(items: Sequence[Item]) -> None:
     """Decode every page among `items` once; a corrupt one raises DataError naming its file."""
-    from .data.images import load_image
+    from ..data.images import load_image
 
     for x in items:
         if isinstance(x, Page):
@@ -73,7 +73,7 @@ def training_set(rows: dict[str, list[Any]]) -> Any:
     training before it starts, with its file named."""
     import datasets as hf_datasets
 
-    from .data.images import page_file
+    from ..data.images import page_file
 
     page_columns = []
     checked: set[str] = set()

@@ -12,15 +12,15 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import Method
-from .encode import document_inputs
-from .models import prepare_for_training
-from .training_rows import check_pages
+from ..config import Method
+from ..encode import document_inputs
+from ..models import prepare_for_training
+from .rows import check_pages
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from .train import Negatives, TrainRun
+    from .tune import Negatives, TrainRun
 
 
 @dataclass

@@ -10,7 +10,7 @@ saying what made it.
 `finetune` reads as the recipe: checkpoint check, training data, negatives, dev set, method set-up
 (query-only or shared towers), trainer arguments, training, artifact stamp, write. The losses live
 in losses.py, the dev evaluator in dev_eval.py, mining in negatives.py, several processes in
-distributed.py, progress display in train_log.py.
+distributed.py, progress display in progress.py and callbacks.py.
 
 Launched as several processes (torchrun, accelerate launch), the Trainer trains with DDP: the batch
 size is per process, in-batch negatives are gathered across processes, and only rank 0 writes the
@@ -31,12 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import train_log
-from ._io import atomic_dir, write_json_atomic
+from .._io import atomic_dir, write_json_atomic
+from ..config import EncodeConfig, Method, Precision, TrainConfig, to_dict
+from ..data import IRDataset, UnknownIds, load_dataset
+from ..data.pairs import is_pair_file, load_pairs
+from ..encode import Encoder, check_encodes_pages
+from ..errors import ConfigError, DataError
+from ..models import parameter_counts, query_document_model
+from ..precision import resolve_precision
+from ..results import library_versions
+from ..stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, TrainingDataInfo
+from . import progress
 from .checkpoints import CHECKPOINTS, RUN_SETTINGS, check_same_run, checkpoint_to_resume
-from .config import EncodeConfig, Method, Precision, TrainConfig, to_dict
-from .data import IRDataset, UnknownIds, load_dataset
-from .data.pairs import is_pair_file, load_pairs
 from .distributed import (
     DDP_TIMEOUT,
     World,
@@ -46,24 +52,17 @@ from .distributed import (
     join_world,
     written_by_main,
 )
-from .encode import Encoder, check_encodes_pages
-from .errors import ConfigError, DataError
 from .measure import folder_bytes, peak_memory_mb, reset_peak_memory
-from .models import parameter_counts, query_document_model
+from .methods import MethodSetup, query_only_setup, shared_towers_setup
 from .negatives import mine_hard_negatives
-from .precision import resolve_precision
-from .results import library_versions
-from .stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, TrainingDataInfo
-from .train_methods import MethodSetup, query_only_setup, shared_towers_setup
-from .training_rows import DEV_METRIC, TrainingData, training_data, training_set
+from .rows import DEV_METRIC, TrainingData, training_data, training_set
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINTS", "RUN_SETTINGS", "TrainResult", "TrainingData", "finetune", "mine_hard_negatives",
-           "training_data", "training_set", "World"]
+__all__ = ["TrainResult", "finetune"]
 
 
 @dataclass
@@ -180,7 +179,7 @@ def _negatives(run: TrainRun, tdata: TrainingData, explicit: dict[tuple[str, str
         return Negatives(tdata, negatives, per_pair, vectors)
     assert vectors is not None
     hn = config.hard_negatives
-    train_log.stage("mining %d hard negatives per pair for %d pairs", hn.num, len(tdata.pairs))
+    progress.stage("mining %d hard negatives per pair for %d pairs", hn.num, len(tdata.pairs))
     qids = sorted({q for q, _ in tdata.pairs})
     qvecs = dict(zip(qids, run.base.encode_queries([run.dataset.queries[q] for q in qids]), strict=True))
     negatives = mine_hard_negatives(tdata.pairs, run.dataset.split(config.split), qvecs, list(run.dataset.corpus),
@@ -264,11 +263,13 @@ def _trainer(run: TrainRun, setup: MethodSetup, schedule: _Schedule, train_set: 
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import PrinterCallback
 
+    from .callbacks import trainer_callbacks
+
     trainer = SentenceTransformerTrainer(model=setup.train_model, args=_training_arguments(run, setup, schedule),
                                          train_dataset=train_set, loss=setup.loss, evaluator=setup.evaluator,
                                          callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
-    for callback in train_log.callbacks(run.show_bars):
+    for callback in trainer_callbacks(run.show_bars):
         trainer.add_callback(callback)
     return trainer
 
@@ -344,7 +345,7 @@ def _artifact_stamp(run: TrainRun, negs: Negatives, setup: MethodSetup, trainer:
 
 def _write(out: Path, model: SentenceTransformer, stamp: ArtifactStamp, facts: _Facts) -> TrainResult:
     """The artifact folder, written as a whole; its stamp records its size once complete."""
-    train_log.stage("saving the artifact to %s", out)
+    progress.stage("saving the artifact to %s", out)
     with atomic_dir(out) as tmp:
         model.save(str(tmp))
         write_json_atomic(tmp / STAMP, stamp.to_dict())
@@ -398,7 +399,7 @@ def finetune(
     positive, optional negative columns; see data/pairs.py).
 
     `resume` continues from the last checkpoint in `out/checkpoints`; `callbacks` are passed to the
-    transformers Trainer. `encode.progress` decides the progress display (see train_log.py).
+    transformers Trainer. `encode.progress` decides the progress display (see progress.py).
 
     Under torchrun or accelerate launch every process calls this with the same arguments and trains
     its share of each global batch (`config.batch_size` per process). Rank 0 alone writes
@@ -407,7 +408,7 @@ def finetune(
     config = config or TrainConfig()
     encode = encode or EncodeConfig()
     show_bars = encode.progress if encode.progress is not None else sys.stderr.isatty()
-    with train_log.library_bars(show_bars):
+    with progress.library_bars(show_bars):
         use_cpu, precision = _device_and_precision(config, encode)
         world = join_world(encode.device)
         resume_from = checkpoint_to_resume(Path(out), resume, world)
@@ -430,7 +431,7 @@ def _tune(run: TrainRun, tdata: TrainingData, explicit: dict[tuple[str, str], li
     config = run.config
     negs = _negatives(run, tdata, explicit)
     dev_docs = dev_corpus(negs.tdata.dev_qrels, list(run.dataset.corpus), config.dev_corpus_size, config.seed)
-    train_log.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
+    progress.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
                     len(dev_docs))
     setup = (query_only_setup if config.method is Method.QUERY_ONLY else shared_towers_setup)(run, negs, dev_docs)
     base_length = setup.train_model.max_seq_length
@@ -440,7 +441,7 @@ def _tune(run: TrainRun, tdata: TrainingData, explicit: dict[tuple[str, str], li
     parameters = parameter_counts(setup.train_model)
     schedule = _schedule(config, run.world, len(train_set))
     trainer = _trainer(run, setup, schedule, train_set, callbacks)
-    train_log.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
+    progress.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                     config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
     distributed = _world_record(run.world, schedule, setup.loss, config.batch_size)
     seconds, peak = _train(run, trainer)

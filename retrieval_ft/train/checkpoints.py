@@ -9,8 +9,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .distributed import World, from_main
-from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from ._launch import launch_env
+from .._launch import launch_env
 
 T = TypeVar("T")
 

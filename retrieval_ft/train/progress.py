@@ -2,8 +2,8 @@
 elsewhere (CI logs) a line per stage and a periodic training line on the `retrieval_ft.progress`
 logger; library bars (datasets' map/hashing, the model card's widget examples) only with bars on.
 
-The lines are INFO records: a caller shows them by setting that logger's level (the CLI's -v shows
-every INFO record). Imports transformers only where a Trainer callback is made.
+The lines are INFO records of `retrieval_ft.progress`: the CLI shows them unless --quiet or
+--no-progress. The Trainer callbacks that write them are in callbacks.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,39 +66,3 @@ def progress_line(step: int, total: int, elapsed: float, loss: float | None) -> 
     if eta is not None:
         parts.append(f"eta {_duration(eta)}")
     return ", ".join(parts)
-
-
-def callbacks(show_bars: bool) -> list[Any]:
-    """Trainer callbacks: training logs to the module logger (shown with -v) and, without bars, the
-    periodic progress lines."""
-    from transformers import TrainerCallback
-
-    class LogToLogger(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-            if logs:
-                values = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
-                logger.info("step %d/%d: %s", state.global_step, state.max_steps, values)
-
-    class ProgressLines(TrainerCallback):
-        def __init__(self) -> None:
-            self.start = self.last_time = time.monotonic()
-            self.last_step, self.loss = 0, None
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-            if logs and isinstance(logs.get("loss"), (int, float)):
-                self.loss = float(logs["loss"])
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            step, total, now = state.global_step, state.max_steps, time.monotonic()
-            due = step - self.last_step >= max(1, round(total * EVERY_SHARE)) or now - self.last_time >= EVERY_SECONDS
-            if due or step == total:
-                progress.info("training: %s", progress_line(step, total, now - self.start, self.loss))
-                self.last_step, self.last_time = step, now
-
-        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
-                        **kwargs: Any) -> None:
-            shown = {k.removeprefix("eval_dev_"): v for k, v in (metrics or {}).items() if k.startswith("eval_dev_")}
-            progress.info("evaluation at step %d: %s", state.global_step,
-                          ", ".join(f"dev {k} {v:.4f}" for k, v in shown.items()) or "done")
-
-    return [LogToLogger()] if show_bars else [LogToLogger(), ProgressLines()]

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .config import IndexConfig, IndexKind, Similarity
-from .index import build_index, true_scores
+from ..config import IndexConfig, IndexKind, Similarity
+from ..index import build_index, true_scores
 
 
 def score_ceiling(positive_score: float, relative_margin: float, similarity: Similarity) -> float:

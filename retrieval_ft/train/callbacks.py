@@ -1,0 +1,54 @@
+"""Trainer callbacks that report training: the Trainer's own log records at DEBUG (shown with -v)
+and, where no progress bar is shown (CI logs), a periodic progress line and each dev evaluation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .progress import EVERY_SECONDS, EVERY_SHARE, progress, progress_line
+
+logger = logging.getLogger(__name__)
+
+
+class LogToLogger(TrainerCallback):
+    """The Trainer's log dicts (loss, learning rate...) as log records instead of lines on stdout."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if logs:
+            values = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
+            logger.debug("step %d/%d: %s", state.global_step, state.max_steps, values)
+
+
+class ProgressLines(TrainerCallback):
+    """`training: step i/N (x%), loss, elapsed, eta` every tenth of the steps and at least once a
+    minute, and a line per dev evaluation."""
+
+    def __init__(self) -> None:
+        self.start = self.last_time = time.monotonic()
+        self.last_step, self.loss = 0, None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if logs and isinstance(logs.get("loss"), (int, float)):
+            self.loss = float(logs["loss"])
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step, total, now = state.global_step, state.max_steps, time.monotonic()
+        due = step - self.last_step >= max(1, round(total * EVERY_SHARE)) or now - self.last_time >= EVERY_SECONDS
+        if due or step == total:
+            progress.info("training: %s", progress_line(step, total, now - self.start, self.loss))
+            self.last_step, self.last_time = step, now
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> None:
+        shown = {k.removeprefix("eval_dev_"): v for k, v in (metrics or {}).items() if k.startswith("eval_dev_")}
+        progress.info("evaluation at step %d: %s", state.global_step,
+                      ", ".join(f"dev {k} {v:.4f}" for k, v in shown.items()) or "done")
+
+
+def trainer_callbacks(show_bars: bool) -> list[TrainerCallback]:
+    """One progress display: the Trainer's bar where bars are shown, else the progress lines."""
+    return [LogToLogger()] if show_bars else [LogToLogger(), ProgressLines()]
