@@ -70,5 +70,5 @@ class DevNDCG(SentenceEvaluator):
             run[q] = {self.doc_ids[j]: float(scores[qi, j]) for j in top}
         value = evaluate_run(self.qrels, run, [DEV_METRIC]).mean[DEV_METRIC]
         self.history.append({"step": int(steps), "epoch": float(epoch), DEV_METRIC: value})
-        logger.info("dev %s at step %s: %.4f", DEV_METRIC, steps, value)
+        logger.debug("dev %s at step %s: %.4f", DEV_METRIC, steps, value)
         return self.prefix_name_to_metrics({DEV_METRIC: value}, self.name)
