@@ -9,7 +9,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .progress import EVERY_SECONDS, EVERY_SHARE, progress, progress_line
+from .._progress import EVERY_SECONDS, progress
+from .progress import EVERY_SHARE, progress_line
 
 logger = logging.getLogger(__name__)
 

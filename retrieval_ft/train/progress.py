@@ -14,11 +14,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-logger = logging.getLogger(__name__)
-progress = logging.getLogger("retrieval_ft.progress")
+from .._progress import progress, share_line
 
-EVERY_SHARE = 0.1  # a training line at every tenth of the steps ...
-EVERY_SECONDS = 60.0  # ... and at least once a minute
+logger = logging.getLogger(__name__)
+
+EVERY_SHARE = 0.1  # a training line at every tenth of the steps, and at least every EVERY_SECONDS
 
 
 @contextlib.contextmanager
@@ -50,19 +50,6 @@ def stage(message: str, *args: Any) -> None:
     progress.info(message, *args)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def progress_line(step: int, total: int, elapsed: float, loss: float | None) -> str:
     """`step 40/400 (10%), loss 0.4312, elapsed 1m02s, eta 9m18s`."""
-    share = step / total if total else 0.0
-    eta = elapsed / share - elapsed if share else None
-    parts = [f"step {step}/{total} ({share:.0%})"]
-    if loss is not None:
-        parts.append(f"loss {loss:.4f}")
-    parts.append(f"elapsed {_duration(elapsed)}")
-    if eta is not None:
-        parts.append(f"eta {_duration(eta)}")
-    return ", ".join(parts)
+    return "step " + share_line(step, total, elapsed, () if loss is None else (f"loss {loss:.4f}",))
