@@ -42,13 +42,13 @@ def main() -> None:
     from retrieval_ft.config import EvalConfig, TrainConfig, from_dict
     from retrieval_ft.data import load_dataset
     from retrieval_ft.encode import Encoder
-    from retrieval_ft.pipeline import evaluate, tune_and_evaluate
+    from retrieval_ft.pipeline import evaluate_guards, tune_and_evaluate
 
     dataset = load_dataset(args.data)
     scored = EvalConfig(metrics=("ndcg@10",))
     guards = {g.split("=", 1)[0]: (load_dataset(g.split("=", 1)[1]), scored.split) for g in args.guard}
     base = Encoder(args.model) if guards else None
-    base_guards = {n: evaluate(base, d, scored).metrics["ndcg@10"] for n, (d, _split) in guards.items()}
+    base_guards = {n: r.metrics["ndcg@10"] for n, r in evaluate_guards(base, guards, scored, "base model").items()}
     for name, fields in json.loads(args.variants).items():
         folder = Path(args.work) / name
         shutil.rmtree(folder, ignore_errors=True)

@@ -16,7 +16,7 @@ model = sys.argv[2] if len(sys.argv) > 2 else "all-MiniLM-L6-v2"
 dataset = load_dataset(data)
 result = evaluate(model, dataset, EvalConfig(split="test", metrics=("ndcg@10", "recall@100")))
 print({name: round(value, 4) for name, value in result.metrics.items()})
-print(f"judged queries {result.dataset['n_queries_judged']}, skipped {result.dataset['n_queries_skipped']}, "
+print(f"judged queries {result.dataset.n_queries_judged}, skipped {result.dataset.n_queries_skipped}, "
       f"corpus cache hit: {result.cache['hit']}")
 worst = sorted(result.per_query["ndcg@10"].items(), key=lambda item: item[1])[:5]
 for qid, value in worst:

@@ -6,8 +6,12 @@ Stages that show a bar on a terminal log these lines elsewhere; `--no-progress` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 progress = logging.getLogger("retrieval_ft.progress")
 
@@ -44,3 +48,24 @@ class Ticker:
         if now - self.last >= self.every:
             progress.info("%s: %s", self.what, share_line(self.done, self.total, now - self.start))
             self.last = now
+
+
+def shows_bars(setting: bool | None) -> bool:
+    """Whether progress bars are drawn: as set, else only on a terminal."""
+    return setting if setting is not None else sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def progress_display(setting: bool | None, what: str, total: int, *, initial: int = 0, **bar: Any) -> Iterator[Any]:
+    """The one progress display of a stage, to `update(n)` as work is done: a tqdm bar on a
+    terminal; elsewhere (CI logs) a `Ticker`'s line a minute; None when progress is off (False)."""
+    if not shows_bars(setting):
+        ticker = Ticker(what.lower(), total) if setting is None else None
+        if ticker is not None:
+            ticker.done = initial
+        yield ticker
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, initial=initial, desc=what, **bar) as shown:
+        yield shown

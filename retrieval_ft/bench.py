@@ -24,7 +24,7 @@ from .config import BenchConfig, BenchMethod, CompareConfig, Method, to_dict
 from .data import IRDataset, load_dataset
 from .encode import Encoder
 from .errors import ConfigError
-from .pipeline import evaluate, generated_inputs, tune_and_evaluate
+from .pipeline import evaluate, evaluate_guards, generated_inputs, tune_and_evaluate
 from .report import bench_markdown, quality_cost_svg
 from .results import EvaluationResult, library_versions
 
@@ -167,10 +167,7 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
                 config.eval.split)
     base_encoder = Encoder(config.model, config.eval.encode)
     base = evaluate(base_encoder, dataset, config.eval)
-    base_guards = {}
-    for n, (d, s) in guards.items():
-        logger.info("bench %s: guard set %s: evaluating the base model", config.name, n)
-        base_guards[n] = evaluate(base_encoder, d, replace(config.eval, split=s))
+    base_guards = evaluate_guards(base_encoder, guards, config.eval, "base model")
     metrics = list(config.eval.metrics)
     base_seconds = time.perf_counter() - started
     results: dict[str, Any] = {

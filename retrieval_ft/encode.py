@@ -13,12 +13,10 @@ does not match is rebuilt.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_path, cache_dir, file_digest, file_sha256, hash_strings, write_json_atomic
-from ._progress import Ticker
+from ._progress import progress_display
 from .config import EncodeConfig, Similarity
 from .data import PageRef
 from .errors import ConfigError
-from .models import document_side, fingerprint, load_model, model_source, read_stamp
+from .models import document_side, fingerprint, load_model, model_source
 from .precision import autocast, resolve_precision
+from .stamp import read_stamp
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -264,23 +263,12 @@ class Encoder:
         items = list(items)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._progress(items, desc) as bar, autocast(self.precision, self.model.device):
+        unit = "page" if any(isinstance(x, Page) for x in items) else "text"
+        with progress_display(self.config.progress, desc, len(items), unit=unit, leave=False) as bar, \
+                autocast(self.precision, self.model.device):
             return encode_items(self.model, items, prompt=prompt, batch_size=self.config.batch_size, kind=task,
                                 normalize=self.normalize, task=task if self.routed else None, progress=bar)
 
-    @contextlib.contextmanager
-    def _progress(self, items: list[Item], desc: str) -> Iterator[Any]:
-        """One progress display: a bar on a terminal; elsewhere (CI logs) a line a minute on the
-        `retrieval_ft.progress` logger; nothing when progress is off."""
-        show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
-        if not show:
-            yield Ticker(desc.lower(), len(items)) if self.config.progress is None else None
-            return
-        from tqdm.auto import tqdm
-
-        unit = "page" if any(isinstance(x, Page) for x in items) else "text"
-        with tqdm(total=len(items), desc=desc, unit=unit, leave=False) as bar:
-            yield bar
 
     # -- corpus with cache ----------------------------------------------------------------------
     def cache_key(self, ids: Sequence[str], items: Sequence[Item]) -> str:

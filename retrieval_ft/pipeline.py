@@ -37,16 +37,31 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     timings[stage] = time.perf_counter() - start
 
 
+def _checked_pages(dataset: IRDataset, images: ImageCheck) -> tuple[IRDataset, list[str]]:
+    """The dataset with its page images checked as `images` says, and the pages dropped."""
+    if images is ImageCheck.LAZY:
+        return dataset, []
+    from .data.images import verify_images
+
+    return verify_images(dataset, skip_bad=images is ImageCheck.SKIP)
+
+
+def evaluate_guards(encoder: Encoder, guards: Mapping[str, tuple[IRDataset, str]], config: EvalConfig,
+                    who: str) -> dict[str, EvaluationResult]:
+    """`encoder` (the base or the tuned model, `who`) on every guard set, name -> (dataset, split)."""
+    results = {}
+    for name, (data, split) in guards.items():
+        logger.info("guard set %s: evaluating the %s on %s (%s)", name, who, data.source, split)
+        results[name] = evaluate(encoder, data, replace(config, split=split))
+    return results
+
+
 def _evaluation_data(data: IRDataset | str | Path, config: EvalConfig,
                      unknown_ids: UnknownIds | str) -> tuple[IRDataset, list[str]]:
     """The dataset (its pages checked as `config.images` says) and the pages dropped; refused when
     the split has no query with a relevant judgment, before anything is encoded."""
     dataset = data if isinstance(data, IRDataset) else load_dataset(data, unknown_ids)
-    bad_pages: list[str] = []
-    if config.images is not ImageCheck.LAZY:
-        from .data.images import verify_images
-
-        dataset, bad_pages = verify_images(dataset, skip_bad=config.images is ImageCheck.SKIP)
+    dataset, bad_pages = _checked_pages(dataset, config.images)
     if not dataset.judged_queries(config.split):
         raise DataError(f"{dataset.source}: split {config.split!r} has no query with a relevant judgment (every "
                         "grade is 0 or below), so no metric can be computed; judge at least one document relevant "
@@ -149,10 +164,7 @@ def tune_and_evaluate(model: str, dataset: IRDataset, train_config: TrainConfig,
                 eval_config.split)
     encoder = Encoder(str(trained.artifact), eval_config.encode)
     result = evaluate(encoder, dataset, eval_config, save_index=save_index)
-    guard_results = {}
-    for name, (guard_data, split) in (guards or {}).items():
-        logger.info("guard set %s: evaluating the tuned model on %s (%s)", name, guard_data.source, split)
-        guard_results[name] = evaluate(encoder, guard_data, replace(eval_config, split=split))
+    guard_results = evaluate_guards(encoder, guards or {}, eval_config, "tuned model")
     return TunedEvaluation(trained=trained, result=result, guards=guard_results, encoder=encoder)
 
 
@@ -192,21 +204,14 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     data_path, model = generated_inputs(config.data, config.model, out)
     config = replace(config, model=model)
     dataset = load_dataset(data_path, config.unknown_ids)
-    train_data = dataset
-    if config.eval.images is not ImageCheck.LAZY:  # the same page check for training as for evaluation
-        from .data.images import verify_images
-
-        train_data, _ = verify_images(dataset, skip_bad=config.eval.images is ImageCheck.SKIP)
+    train_data, _ = _checked_pages(dataset, config.eval.images)  # the same page check as evaluation's
     guard_sets = {g.name: (load_dataset(g.data, config.unknown_ids), g.split) for g in config.guards}
     logger.info("base model: evaluating %s on %s (%s)", config.model, dataset.source, config.eval.split)
     base_encoder = Encoder(config.model, config.eval.encode)
     base = evaluate(base_encoder, dataset, config.eval)
     headline = config.headline_metric
     logger.info("base model: %s %.4f", headline, base.metrics[headline])
-    base_guards = {}
-    for name, (guard_data, split) in guard_sets.items():
-        logger.info("guard set %s: evaluating the base model on %s (%s)", name, guard_data.source, split)
-        base_guards[name] = evaluate(base_encoder, guard_data, replace(config.eval, split=split))
+    base_guards = evaluate_guards(base_encoder, guard_sets, config.eval, "base model")
 
     tuned = tune_and_evaluate(config.model, dataset, config.train, out / "model", config.eval, guard_sets,
                               train_data=train_data, resume=resume, unknown_ids=config.unknown_ids,

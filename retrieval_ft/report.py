@@ -10,7 +10,7 @@ from ._io import write_text_atomic
 from .compare import Comparison
 from .gate import Verdict, missing_note
 from .metrics import ranked
-from .results import EvaluationResult
+from .results import EvaluationResult, RunReport
 
 if TYPE_CHECKING:
     from .data import IRDataset
@@ -91,9 +91,9 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def run_markdown(report: Any) -> str:
+def run_markdown(report: RunReport) -> str:
     """The run report for people and CI logs."""
-    v, t = report.verdict, report.train.to_dict()
+    v, t = report.verdict, report.train
     lines = [f"# retrieval-ft run: {'gate passed' if v.passed else 'gate FAILED'}", ""]
     lines += [f"- {r}" for r in v.reasons] or ["- every gate rule held"]
     lines += ["", "## Metrics (test split)", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
@@ -101,11 +101,11 @@ def run_markdown(report: Any) -> str:
         tuned = report.tuned.metrics.get(name, float("nan"))
         lines.append(f"| {name} | {value:.4f} | {tuned:.4f} | {tuned - value:+.4f} |")
     lines += ["", "## Training", "",
-              f"method {t['method']}; {t['pairs']} pairs, {t['steps']} steps, learning rate {t['learning_rate']:g}; "
-              f"{t['seconds']:.0f} s; peak memory {t['peak_memory_mb']:.0f} MB; trainable parameters "
-              f"{t['trainable_params']:,} of {t['total_params']:,}; artifact {_fmt_bytes(t['artifact_bytes'])}; "
-              f"best dev NDCG@10 {t['best_dev_ndcg@10'] if t['best_dev_ndcg@10'] is None else round(t['best_dev_ndcg@10'], 4)} "
-              f"({t['dev']})", ""]
+              f"method {t.method}; {t.pairs} pairs, {t.steps} steps, learning rate {t.learning_rate:g}; "
+              f"{t.seconds:.0f} s; peak memory {t.peak_memory_mb:.0f} MB; trainable parameters "
+              f"{t.trainable_params:,} of {t.total_params:,}; artifact {_fmt_bytes(t.artifact_bytes)}; "
+              f"best dev NDCG@10 {t.best_dev_ndcg if t.best_dev_ndcg is None else round(t.best_dev_ndcg, 4)} "
+              f"({t.dev})", ""]
     for name, comparison in v.comparisons.items():
         lines.append(comparison_markdown(comparison, "Main dataset" if name == "main" else f"Guard set `{name}`"))
     return "\n".join(lines)
@@ -219,10 +219,10 @@ def _delta_svg(deltas: list[float], metric: str, width: int = 760, height: int =
             "</svg>")
 
 
-def run_html(report: Any) -> str:
+def run_html(report: RunReport) -> str:
     """A single self-contained HTML page: verdict, metric table, per-query delta plot, worst queries,
     for page corpora thumbnails of the pages retrieved for the worst queries, guard sets and training cost. Written as XHTML so it also parses as XML."""
-    v, t = report.verdict, report.train.to_dict()
+    v, t = report.verdict, report.train
     main = v.comparisons.get("main")
     status = "passed" if v.passed else "failed"
     parts = ['<?xml version="1.0" encoding="utf-8"?>', "<!DOCTYPE html>",
@@ -238,7 +238,7 @@ def run_html(report: Any) -> str:
              f'<h1>retrieval-ft run: <span class="{status}" id="verdict">gate {status}</span></h1>']
     if v.reasons:
         parts.append('<ul id="reasons">' + "".join(f"<li>{_esc(r)}</li>" for r in v.reasons) + "</ul>")
-    parts.append(f"<p>Base <code>{_esc(report.base.model.name)}</code>, tuned with <b>{_esc(t['method'])}</b>, "
+    parts.append(f"<p>Base <code>{_esc(report.base.model.name)}</code>, tuned with <b>{_esc(t.method)}</b>, "
                  f"on <code>{_esc(report.base.dataset.path)}</code> (split {_esc(report.base.dataset.split)}, "
                  f"{report.base.dataset.n_queries_judged} judged queries).</p>")
     parts.append('<h2>Before and after</h2><table id="metrics"><tr><th>metric</th><th>base</th><th>tuned</th><th>delta</th>'
@@ -277,17 +277,17 @@ def run_html(report: Any) -> str:
                              f"<td>{m.candidate:.4f}</td><td>{m.delta:+.4f}</td><td>{m.p_value:.3g}</td></tr>")
         parts.append("</table>")
     parts.append('<h2>Training cost</h2><table id="training">')
-    rows = [("method", t["method"]), ("training pairs", t["pairs"]), ("steps", t["steps"]),
-            ("learning rate", f"{t['learning_rate']:g}"), ("time", f"{t['seconds']:.0f} s"),
-            ("peak memory", f"{t['peak_memory_mb']:.0f} MB"),
-            ("trainable parameters", f"{t['trainable_params']:,} of {t['total_params']:,}"),
-            ("artifact size", _fmt_bytes(t["artifact_bytes"])), ("model selection", t["dev"])]
+    rows = [("method", t.method), ("training pairs", t.pairs), ("steps", t.steps),
+            ("learning rate", f"{t.learning_rate:g}"), ("time", f"{t.seconds:.0f} s"),
+            ("peak memory", f"{t.peak_memory_mb:.0f} MB"),
+            ("trainable parameters", f"{t.trainable_params:,} of {t.total_params:,}"),
+            ("artifact size", _fmt_bytes(t.artifact_bytes)), ("model selection", t.dev)]
     parts += [f"<tr><th>{_esc(k)}</th><td class='text'>{_esc(val)}</td></tr>" for k, val in rows]
     parts.append("</table></body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_run_report(report: Any, out: str | Path) -> None:
+def write_run_report(report: RunReport, out: str | Path) -> None:
     from ._io import write_json_atomic
 
     out = Path(out)

@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 
 from ._io import write_json_atomic
 from ._launch import launch_env
+from ._progress import progress_display
 from .config import DEFAULT_PART_SIZE, IndexConfig, IndexKind, Similarity
 from .data import Document, IRDataset, load_dataset
 from .data.records import check_unique_ids, json_field, json_ids, read_json_object
@@ -215,12 +215,9 @@ def _encode_missing(encoder: Encoder, docs: Sequence[Document], root: Path, boun
                     records: list[dict[str, Any] | None], folder: Path, desc: str) -> float:
     """Encode and save each part whose record is None (filling in its record), one bar over the
     shard's documents; returns the seconds spent encoding."""
-    show = encoder.config.progress if encoder.config.progress is not None else sys.stderr.isatty()
-    from tqdm.auto import tqdm
-
     seconds = 0.0
     initial = sum(b - a for p, (a, b) in enumerate(bounds) if records[p] is not None)
-    with tqdm(total=len(docs), initial=initial, desc=desc, unit="doc", disable=not show) as bar:
+    with progress_display(encoder.config.progress, desc, len(docs), initial=initial, unit="doc") as bar:
         for p in [p for p, r in enumerate(records) if r is None]:
             a, b = bounds[p]
             t0 = time.perf_counter()
@@ -231,7 +228,8 @@ def _encode_missing(encoder: Encoder, docs: Sequence[Document], root: Path, boun
                 raise ModelError(f"the encoder returned vectors of shape {vecs.shape} for {b - a} documents; "
                                  "it must return one row per document.")
             records[p] = _save_part(folder, p, vecs, [d.id for d in docs[a:b]])
-            bar.update(b - a)
+            if bar is not None:
+                bar.update(b - a)
     return seconds
 
 

@@ -66,7 +66,7 @@ def test_killed_json_writer_leaves_valid_json(tmp_path: Path, delay: float):
 def test_training_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path, tiny_model_path: Path):
     from retrieval_ft.config import EncodeConfig, TrainConfig
     from retrieval_ft.encode import Encoder
-    from retrieval_ft.models import STAMP
+    from retrieval_ft.stamp import STAMP
     from retrieval_ft.train import finetune
 
     from .conftest import write_beir

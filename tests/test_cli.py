@@ -161,3 +161,18 @@ def test_did_you_mean_never_suggests_the_name_given():
 
     assert did_you_mean("ndcg@1", ["ndcg@1", "ndcg@10"]) == " Did you mean 'ndcg@10'?"
     assert did_you_mean("x", ["x"], " Valid: x.") == " Valid: x."
+
+
+@pytest.mark.parametrize("argv,prefix", [
+    (["evaluate", "--model", "m", "--data", "d"], ""),
+    (["encode", "--model", "m", "--data", "d", "--out", "o"], ""),
+    (["train", "--model", "m", "--data", "d", "--out", "o"], "encode_"),
+])
+def test_no_progress_switches_progress_off(argv, prefix):
+    """Before, --no-progress stored the opposite of the field's default (None), so it forced bars on."""
+    from retrieval_ft.cli import build_parser
+    from retrieval_ft.cli.options import encode_config
+
+    parser = build_parser()
+    assert encode_config(parser.parse_args(argv), prefix).progress is None
+    assert encode_config(parser.parse_args([*argv, "--no-progress"]), prefix).progress is False

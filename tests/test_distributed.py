@@ -16,8 +16,8 @@ import pytest
 
 from retrieval_ft.config import EncodeConfig
 from retrieval_ft.encode import Encoder
-from retrieval_ft.models import STAMP
 from retrieval_ft.pipeline import evaluate
+from retrieval_ft.stamp import STAMP
 from retrieval_ft.train import RUN_SETTINGS
 
 from .conftest import write_beir
@@ -206,3 +206,15 @@ def test_unused_parameter_rule_for_two_tower_models():
     assert not find_unused_parameters(lora_text + lora_image, encodes_images=True)
     assert find_unused_parameters(lora_text + lora_image, encodes_images=False)  # pages never encoded
     assert find_unused_parameters(lora_text + ["0.model.logit_scale"], encodes_images=True)
+
+
+def test_the_unused_parameter_search_can_be_set_in_the_config():
+    """The rule covers the models we know; a model with other unused weights can switch the search on."""
+    from retrieval_ft.config import TrainConfig
+    from retrieval_ft.train.tune import _find_unused
+
+    lora_names = ["0.auto_model.encoder.layer.0.attention.self.query.lora_A.default.weight"]
+    assert _find_unused(TrainConfig(), lora_names, encodes_images=False) is False
+    assert _find_unused(TrainConfig(ddp_find_unused_parameters=True), lora_names, encodes_images=False) is True
+    assert _find_unused(TrainConfig(ddp_find_unused_parameters=False), ["0.auto_model.pooler.dense.weight"],
+                        encodes_images=False) is False

@@ -14,7 +14,7 @@ from retrieval_ft.cli import build_parser
 from retrieval_ft.config import EncodeConfig, Precision, TrainConfig
 from retrieval_ft.encode import Encoder
 from retrieval_ft.errors import ConfigError
-from retrieval_ft.models import STAMP
+from retrieval_ft.stamp import STAMP
 from retrieval_ft.train import finetune
 
 from .conftest import write_beir

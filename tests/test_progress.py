@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from retrieval_ft import encode
+from retrieval_ft import _progress
 from retrieval_ft._progress import Ticker, duration, share_line
 from retrieval_ft.config import EncodeConfig
 from retrieval_ft.encode import Encoder
@@ -34,7 +34,7 @@ def test_a_ticker_reports_only_once_its_interval_has_passed(caplog: pytest.LogCa
 def test_encoding_without_a_terminal_logs_progress_unless_switched_off(tiny_model, monkeypatch, caplog, progress,
                                                                       lines):
     """Before, encoding a large corpus in CI printed nothing until it was done."""
-    monkeypatch.setattr(encode, "Ticker", functools.partial(Ticker, every=0))
+    monkeypatch.setattr(_progress, "Ticker", functools.partial(Ticker, every=0))
     monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
     encoder = Encoder(tiny_model, EncodeConfig(progress=progress, batch_size=4))
     with caplog.at_level(logging.INFO, logger="retrieval_ft.progress"):

@@ -120,6 +120,8 @@ def test_shipped_configs_load():
         ("gate: {rules: {metrics: [recall@20]}}\n", "gate.guard_rules.metrics: ndcg@10 not in eval.metrics"),
         ("gate: {rules: {metrics: [recall@20]}, guard_rules: {metrics: [mrr@10]}, guards: {topics: {metrics: [map@5]}}}\n",
          "gate.guards.topics.metrics: map@5 not in eval.metrics"),
+        ("gate: {rules: {metrics: [recall@20]}, guard_rules: {metrics: [mrr@10]}, guards: {topicz: {metrics: [mrr@10]}}}\n",
+         "gate.guards.topicz: no guard set is named 'topicz' (guard sets: topics). Did you mean 'topics'?"),
     ],
 )
 def test_gated_metrics_must_be_evaluated_before_any_work(tmp_path: Path, tiny_model_path: Path, capsys, monkeypatch,

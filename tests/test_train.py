@@ -15,9 +15,10 @@ from retrieval_ft.cli import main
 from retrieval_ft.config import EncodeConfig, HardNegatives, Similarity, TrainConfig
 from retrieval_ft.data import load_dataset
 from retrieval_ft.encode import Encoder
-from retrieval_ft.errors import ConfigError, ModelError
-from retrieval_ft.models import STAMP, fingerprint, load_model, merge_adapter
+from retrieval_ft.errors import ConfigError, DataError, ModelError
+from retrieval_ft.models import fingerprint, load_model, merge_adapter
 from retrieval_ft.pipeline import evaluate
+from retrieval_ft.stamp import STAMP
 from retrieval_ft.train import finetune, mine_hard_negatives, training_data
 from retrieval_ft.train.losses import FixedDocumentsMNRL
 
@@ -167,6 +168,16 @@ def test_dev_queries_come_from_train_never_test(tmp_path):
     ds = load_dataset(tmp_path / "d")
     td = training_data(ds, TrainConfig())
     assert td.dev_source == "split 'dev'" and set(td.dev_qrels) == set(ds.split("dev"))
+
+
+def test_a_dev_split_without_relevant_judgments_is_refused_before_training(tmp_path):
+    """Before, model selection found no dev query and failed at the first evaluation, after training steps."""
+    folder = write_beir(tmp_path / "d")
+    lines = (folder / "qrels" / "test.tsv").read_text().splitlines()
+    zeros = [lines[0]] + ["\t".join(line.split("\t")[:2] + ["0"]) for line in lines[1:]]
+    (folder / "qrels" / "dev.tsv").write_text("\n".join(zeros) + "\n")
+    with pytest.raises(DataError, match="split 'dev' .* has no query with a relevant judgment"):
+        training_data(load_dataset(folder), TrainConfig())
 
 
 def test_hard_negative_mining_skips_positives_and_near_positives():

@@ -15,8 +15,9 @@ from retrieval_ft.data import load_dataset
 from retrieval_ft.data.demo_pages import COMPANIES, KINDS, demo_pages, render_page, write_demo_pages
 from retrieval_ft.encode import Encoder, Page
 from retrieval_ft.errors import ConfigError, DataError
-from retrieval_ft.models import merge_adapter, read_stamp
+from retrieval_ft.models import merge_adapter
 from retrieval_ft.pipeline import evaluate
+from retrieval_ft.stamp import read_stamp
 from retrieval_ft.train import finetune
 
 from .conftest import needs_clip_vocabulary, shared_dataset

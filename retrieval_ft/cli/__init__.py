@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    _setup_logging(args.verbose, args.quiet, args.command, getattr(args, "no_progress", False))
+    no_progress = False in (getattr(args, "progress", None), getattr(args, "encode_progress", None))
+    _setup_logging(args.verbose, args.quiet, args.command, no_progress)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -35,7 +35,8 @@ _DECLARED: set[tuple[type, str]] = set()
 def add_field(group: Any, cls: type, name: str, flag: str | None = None, *, prefix: str = "",
               help: str | None = None, **kwargs: Any) -> None:  # noqa: A002 - argparse's word
     """Add the option for config field `cls.name` (flag `--name-with-dashes` unless given; stored
-    as `prefix + name`). A bool field is a switch to the opposite of its default."""
+    as `prefix + name`). A bool field is a switch to the opposite of its default (a `--no-...`
+    flag: to False)."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     tp = _plain_type(typing.get_type_hints(cls)[name])
     default = field_default(f)
@@ -43,7 +44,9 @@ def add_field(group: Any, cls: type, name: str, flag: str | None = None, *, pref
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         kwargs.setdefault("choices", choices(tp))
     elif tp is bool:
-        kwargs.update(action="store_const", const=not default)
+        # a --no-X switch turns X off, also where X's default is None ("decide from the context")
+        off = (flag or "").startswith("--no-")
+        kwargs.update(action="store_const", const=False if off else not default)
     elif tp in (int, float):
         kwargs.setdefault("type", tp)
     if tp is not bool and "choices" not in kwargs:

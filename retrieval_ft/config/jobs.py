@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .base import _enum, documented, from_dict, load_yaml, option, resolver
+from .base import _enum, did_you_mean, documented, from_dict, load_yaml, option, resolver
 from .evaluation import EvalConfig
 from .gate import GateConfig
 from .training import Method, TrainConfig
@@ -59,7 +59,13 @@ class RunConfig:
         self._check_gated_metrics()
 
     def _check_gated_metrics(self) -> None:
-        """Every metric a gate rule reads must be evaluated: found now, not after tuning."""
+        """Every guard set a gate rule names must be configured, and every metric a rule reads must be
+        evaluated: found now, not after tuning."""
+        unknown = sorted(set(self.gate.guards) - {g.name for g in self.guards})
+        if unknown:
+            known = ", ".join(g.name for g in self.guards) or "none"
+            raise ConfigError(f"gate.guards.{unknown[0]}: no guard set is named {unknown[0]!r} (guard sets: {known})."
+                              + did_you_mean(unknown[0], [g.name for g in self.guards]))
         rules = {"gate.rules": self.gate.rules}
         for guard in self.guards:
             where = f"gate.guards.{guard.name}" if guard.name in self.gate.guards else "gate.guard_rules"
@@ -73,13 +79,27 @@ class RunConfig:
 
     @property
     def headline_metric(self) -> str:
-        """The metric reports lead with: the gate's first."""
-        return self.gate.rules.metrics[0] if self.gate.rules.metrics else self.eval.metrics[0]
+        """The metric reports lead with: the gate's first (gate rules always name one)."""
+        return self.gate.rules.metrics[0]
+
+
+def _model_and_guards(values: dict[str, Any], path: str, rel: Callable[[Any], Any]) -> None:
+    """In place: a model that is a local folder, and the guard sets' data, resolved against the
+    config file (a hub id or a generated model stays as it is)."""
+    import os
+
+    model = values.get("model")
+    if isinstance(model, str) and model not in GENERATED_MODELS and os.path.exists(rel(model)):
+        values["model"] = rel(model)
+    guards = values.get("guards") or []
+    if not isinstance(guards, list):
+        raise ConfigError(f"{path}: guards must be a list of {{name, data, split}} mappings.")
+    values["guards"] = [from_dict(GuardSet, {**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g,
+                                  f"guards[{i}]") for i, g in enumerate(guards)]
 
 
 def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Read a run config YAML; relative paths (data, guards, out, a local model) are relative to it."""
-    import os
 
     values = load_yaml(path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -88,13 +108,7 @@ def load_run_config(path: str, overrides: Mapping[str, Any] | None = None) -> Ru
         values["data"] = rel(values["data"])
     if isinstance(values.get("out"), str) and not (overrides or {}).get("out"):
         values["out"] = rel(values["out"])
-    if isinstance(values.get("model"), str) and values["model"] not in GENERATED_MODELS and os.path.exists(rel(values["model"])):
-        values["model"] = rel(values["model"])
-    guards = values.get("guards") or []
-    if not isinstance(guards, list):
-        raise ConfigError(f"{path}: guards must be a list of {{name, data, split}} mappings.")
-    values["guards"] = [from_dict(GuardSet, {**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g,
-                                  f"guards[{i}]") for i, g in enumerate(guards)]
+    _model_and_guards(values, path, rel)
     try:
         return from_dict(RunConfig, values)
     except ConfigError as exc:
@@ -162,10 +176,7 @@ def load_bench_config(path: str, overrides: dict[str, Any] | None = None) -> Ben
     for key in ("data", "out", "work"):
         if isinstance(values.get(key), str) and not (key == "data" and values[key] in GENERATED_DATA):
             values[key] = rel(values[key])
-    if isinstance(values.get("model"), str) and values["model"] not in GENERATED_MODELS and os.path.exists(rel(values["model"])):
-        values["model"] = rel(values["model"])
-    values["guards"] = [from_dict(GuardSet, {**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g,
-                                  f"guards[{i}]") for i, g in enumerate(values.get("guards") or [])]
+    _model_and_guards(values, path, rel)
     values.update(overrides)
     common = values.get("train") or {}
     if not isinstance(common, dict):

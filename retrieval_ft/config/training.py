@@ -53,8 +53,9 @@ class HardNegatives:
                                         "where each is one more document to encode per example)")
     num: int = option(3, "negatives per (query, positive) pair")
     range_max: int = option(50, "look among the top range_max documents")
-    relative_margin: float = option(0.05, "skip candidates scoring above (1 - relative_margin) * the positive's "
-                                          "score: likely unjudged positives")
+    relative_margin: float = option(0.05, "skip candidates within this share of the positive's score (above "
+                                          "(1 - margin) x its score; euclidean: nearer than (1 + margin) x its "
+                                          "squared distance): likely unjudged positives")
 
     def __post_init__(self) -> None:
         _positive(self, "num")
@@ -100,6 +101,9 @@ class TrainConfig:
                                                         "fully (default: the last layer)")
     hard_negatives: HardNegatives = option(default_factory=HardNegatives, help="mined hard negatives")
     precision: Precision = option(Precision.AUTO, "auto: bf16 mixed precision where the hardware has it, else fp32")
+    ddp_find_unused_parameters: bool | None = option(
+        None, "several processes: search each step for trainable weights that take no gradient (None: only where "
+              "the model has some, e.g. a BERT pooler; set true for a model whose unused weights that rule misses)")
 
     def __post_init__(self) -> None:
         _enum(self, "method", Method)

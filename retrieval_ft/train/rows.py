@@ -37,6 +37,10 @@ def training_data(dataset: IRDataset, config: TrainConfig) -> TrainingData:
     train_qids = [q for q in dataset.judged_queries(config.split)]
     if config.dev_split in dataset.qrels and config.dev_split != config.split:
         dev_qids = dataset.judged_queries(config.dev_split)[: config.max_dev_queries]
+        if not dev_qids:
+            raise DataError(f"{dataset.source}: split '{config.dev_split}' (model selection) has no query with a "
+                            "relevant judgment (every grade is 0); fix its judgments, or remove it so that dev "
+                            "queries are held out of the train split.")
         dev_qrels = {q: dataset.split(config.dev_split)[q] for q in dev_qids}
         source = f"split '{config.dev_split}'"
     else:

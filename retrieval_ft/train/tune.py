@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._io import atomic_dir, write_json_atomic
+from .._progress import shows_bars
 from ..config import EncodeConfig, Method, Precision, TrainConfig, to_dict
 from ..data import IRDataset, UnknownIds, load_dataset
 from ..data.pairs import is_pair_file, load_pairs
@@ -81,7 +81,7 @@ class TrainResult:
 
 # -- the recipe's steps -------------------------------------------------------------------------
 @dataclass(frozen=True)
-class TrainRun:
+class TrainingJob:
     """What the steps of one training run share: settings, this process, the data and the base."""
 
     config: TrainConfig
@@ -163,10 +163,10 @@ class Negatives:
     corpus_vectors: np.ndarray | None  # (n_docs, dim): the base encoder's, when query-only or mining
 
 
-def _negatives(run: TrainRun, tdata: TrainingData, explicit: dict[tuple[str, str], list[str]]) -> Negatives:
+def _negatives(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str], list[str]]) -> Negatives:
     """A triplet file brings its own negatives (the same number on every row); else they are
     mined if asked."""
-    config = run.config
+    config = job.config
     negatives: list[list[str]] = [explicit.get(pair, []) for pair in tdata.pairs]
     per_pair = len(negatives[0]) if negatives else 0
     mine = per_pair == 0 and config.mines_negatives
@@ -174,20 +174,20 @@ def _negatives(run: TrainRun, tdata: TrainingData, explicit: dict[tuple[str, str
     # on their own GPUs: had rank 0 filled the cache while the others waited, they would idle as long,
     # and on a large corpus the wait could outlast the process group's timeout. Cache files are
     # written by atomic renames and checked by checksum, so concurrent writers cannot leave a torn one.
-    vectors = run.base.encode_corpus(run.dataset).vectors if config.method is Method.QUERY_ONLY or mine else None
+    vectors = job.base.encode_corpus(job.dataset).vectors if config.method is Method.QUERY_ONLY or mine else None
     if not mine:
         return Negatives(tdata, negatives, per_pair, vectors)
     assert vectors is not None
     hn = config.hard_negatives
     progress.stage("mining %d hard negatives per pair for %d pairs", hn.num, len(tdata.pairs))
     qids = sorted({q for q, _ in tdata.pairs})
-    qvecs = dict(zip(qids, run.base.encode_queries([run.dataset.queries[q] for q in qids]), strict=True))
-    negatives = mine_hard_negatives(tdata.pairs, run.dataset.split(config.split), qvecs, list(run.dataset.corpus),
-                                    vectors, hn.num, hn.range_max, hn.relative_margin, run.base.similarity)
+    qvecs = dict(zip(qids, job.base.encode_queries([job.dataset.queries[q] for q in qids]), strict=True))
+    negatives = mine_hard_negatives(tdata.pairs, job.dataset.split(config.split), qvecs, list(job.dataset.corpus),
+                                    vectors, hn.num, hn.range_max, hn.relative_margin, job.base.similarity)
     # Mining is cheap and deterministic, but two GPUs need not agree to the last bit, and a
     # near-tie could keep a pair on one process and drop it on another: with different row
     # counts one process would step alone and hang the others. All take rank 0's negatives.
-    negatives = from_main(run.world, negatives)
+    negatives = from_main(job.world, negatives)
     keep = [i for i, n in enumerate(negatives) if len(n) == hn.num]
     if len(keep) < len(negatives):
         logger.warning("hard negatives: %d of %d pairs found fewer than %d negatives and were dropped.",
@@ -215,13 +215,13 @@ def _schedule(config: TrainConfig, world: World, n_rows: int) -> _Schedule:
     return _Schedule(global_batch, total_steps, eval_steps)
 
 
-def _training_arguments(run: TrainRun, setup: MethodSetup, schedule: _Schedule) -> Any:
+def _training_arguments(job: TrainingJob, setup: MethodSetup, schedule: _Schedule) -> Any:
     from sentence_transformers import SentenceTransformerTrainingArguments
 
-    config, world = run.config, run.world
+    config, world = job.config, job.world
     trainable = [n for n, p in setup.train_model.named_parameters() if p.requires_grad]
     return SentenceTransformerTrainingArguments(
-        output_dir=str(run.ckpt_dir),
+        output_dir=str(job.ckpt_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
@@ -241,7 +241,7 @@ def _training_arguments(run: TrainRun, setup: MethodSetup, schedule: _Schedule) 
         greater_is_better=True,
         logging_steps=max(1, schedule.eval_steps // 2),
         report_to="none",
-        disable_tqdm=not run.show_bars,
+        disable_tqdm=not job.show_bars,
         dataloader_num_workers=0,
         # with several processes every one must take a full batch at every step: gathering needs
         # equal shapes, and a process left with an extra short batch would wait for the others forever
@@ -249,36 +249,43 @@ def _training_arguments(run: TrainRun, setup: MethodSetup, schedule: _Schedule) 
         ddp_timeout=int(DDP_TIMEOUT.total_seconds()),
         # search for parameters without gradient only where some exist (a BERT pooler, say): the
         # search costs an autograd traversal per step, and warns at every step when it finds none
-        ddp_find_unused_parameters=find_unused_parameters(trainable, setup.encodes_images) if world.size > 1 else None,
+        ddp_find_unused_parameters=_find_unused(job.config, trainable, setup.encodes_images) if world.size > 1 else None,
         prompts=setup.prompts,
-        use_cpu=run.use_cpu,
+        use_cpu=job.use_cpu,
         # mixed precision: float32 weights, bf16/fp16 matmuls where the hardware has them
-        bf16=run.precision is Precision.BF16,
-        fp16=run.precision is Precision.FP16,
+        bf16=job.precision is Precision.BF16,
+        fp16=job.precision is Precision.FP16,
     )
 
 
-def _trainer(run: TrainRun, setup: MethodSetup, schedule: _Schedule, train_set: Any, callbacks: list[Any] | None) -> Any:
+def _find_unused(config: TrainConfig, trainable: list[str], encodes_images: bool) -> bool:
+    """DDP's search for weights without gradient: as configured, else where the model has some."""
+    if config.ddp_find_unused_parameters is not None:
+        return config.ddp_find_unused_parameters
+    return find_unused_parameters(trainable, encodes_images)
+
+
+def _trainer(job: TrainingJob, setup: MethodSetup, schedule: _Schedule, train_set: Any, callbacks: list[Any] | None) -> Any:
     """The Trainer, its logs sent to our loggers instead of dicts printed on stdout."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import PrinterCallback
 
     from .callbacks import trainer_callbacks
 
-    trainer = SentenceTransformerTrainer(model=setup.train_model, args=_training_arguments(run, setup, schedule),
+    trainer = SentenceTransformerTrainer(model=setup.train_model, args=_training_arguments(job, setup, schedule),
                                          train_dataset=train_set, loss=setup.loss, evaluator=setup.evaluator,
                                          callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
-    for callback in trainer_callbacks(run.show_bars):
+    for callback in trainer_callbacks(job.show_bars):
         trainer.add_callback(callback)
     return trainer
 
 
-def _train(run: TrainRun, trainer: Any) -> tuple[float, float]:
+def _train(job: TrainingJob, trainer: Any) -> tuple[float, float]:
     """Train (from the checkpoint to resume, if any); returns (seconds, peak memory MB)."""
-    if run.world.is_main:
-        run.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run.ckpt_dir / RUN_SETTINGS, run.settings)
+    if job.world.is_main:
+        job.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(job.ckpt_dir / RUN_SETTINGS, job.settings)
     reset_peak_memory()
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -286,7 +293,7 @@ def _train(run: TrainRun, trainer: Any) -> tuple[float, float]:
         # sentence-transformers' gathering (again after every evaluation), which no user can act on
         for message in (r"`broadcast_buffers` is deprecated", r"torch\.distributed\.nn\.functional\.all_gather is deprecated"):
             warnings.filterwarnings("ignore", message=message, category=FutureWarning)
-        trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from is not None else None)
+        trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from is not None else None)
     return time.perf_counter() - start, peak_memory_mb()
 
 
@@ -308,23 +315,23 @@ class _Facts:
     peak_memory_mb: float
 
 
-def _artifact_stamp(run: TrainRun, negs: Negatives, setup: MethodSetup, trainer: Any, facts: _Facts) -> ArtifactStamp:
+def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, trainer: Any, facts: _Facts) -> ArtifactStamp:
     """What made the artifact."""
-    config, base, state = run.config, run.base, trainer.state
+    config, base, state = job.config, job.base, trainer.state
     history = _dev_history(trainer, setup.evaluator)
     return ArtifactStamp(
         artifact=_artifact_kind(config.method),
         method=config.method.value,
         base=BaseModelInfo(name=base.name, path=base.path, fingerprint=base.fingerprint),
-        data=TrainingDataInfo(path=run.dataset.source, split=config.split,
-                              fingerprint=run.settings["data_fingerprint"], pairs=facts.rows,
+        data=TrainingDataInfo(path=job.dataset.source, split=config.split,
+                              fingerprint=job.settings["data_fingerprint"], pairs=facts.rows,
                               hard_negatives=negs.per_pair, dev=negs.tdata.dev_source,
                               dev_corpus_size=facts.dev_corpus_size),
         config=to_dict(config),
         learning_rate=config.learning_rate,
         # how to encode with this model; precision is the encoding machine's business
         encode={k: v for k, v in base.settings().items() if k not in ("max_seq_length", "precision")},
-        precision=run.precision.value,
+        precision=job.precision.value,
         max_seq_length=base.model.max_seq_length,
         steps=state.global_step,
         distributed=facts.distributed,
@@ -358,11 +365,11 @@ def _write(out: Path, model: SentenceTransformer, stamp: ArtifactStamp, facts: _
                        artifact_bytes=stamp.artifact_bytes, stamp=stamp)
 
 
-def _final_model(run: TrainRun, setup: MethodSetup, trainer: Any, base_length: int) -> SentenceTransformer:
+def _final_model(job: TrainingJob, setup: MethodSetup, trainer: Any, base_length: int) -> SentenceTransformer:
     """The model the artifact holds: the best checkpoint's (loaded at the end), at the base's
     length limit; query-only, the tuned query side routed beside the fixed document side."""
     final = trainer.model
-    if run.config.max_seq_length is not None:
+    if job.config.max_seq_length is not None:
         final.max_seq_length = base_length  # the training limit does not travel into the artifact
     if setup.document_model is not None:
         final = query_document_model(final, setup.document_model)
@@ -407,7 +414,7 @@ def finetune(
     """
     config = config or TrainConfig()
     encode = encode or EncodeConfig()
-    show_bars = encode.progress if encode.progress is not None else sys.stderr.isatty()
+    show_bars = shows_bars(encode.progress)
     with progress.library_bars(show_bars):
         use_cpu, precision = _device_and_precision(config, encode)
         world = join_world(encode.device)
@@ -418,39 +425,39 @@ def finetune(
         settings = _run_settings(config, precision, base, dataset)
         if resume_from is not None:
             check_same_run(Path(out) / CHECKPOINTS, settings)
-        run = TrainRun(config, encode, world, precision, use_cpu, show_bars, Path(out), resume_from, dataset, base,
+        job = TrainingJob(config, encode, world, precision, use_cpu, show_bars, Path(out), resume_from, dataset, base,
                        settings, _page_count(dataset, base))
-        return _tune(run, tdata, explicit, callbacks)
+        return _tune(job, tdata, explicit, callbacks)
 
 
-def _tune(run: TrainRun, tdata: TrainingData, explicit: dict[tuple[str, str], list[str]],
+def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str], list[str]],
           callbacks: list[Any] | None) -> TrainResult:
     """Negatives, dev set, the method's set-up, training, the stamp, and the artifact written once."""
     from .dev_eval import dev_corpus
 
-    config = run.config
-    negs = _negatives(run, tdata, explicit)
-    dev_docs = dev_corpus(negs.tdata.dev_qrels, list(run.dataset.corpus), config.dev_corpus_size, config.seed)
+    config = job.config
+    negs = _negatives(job, tdata, explicit)
+    dev_docs = dev_corpus(negs.tdata.dev_qrels, list(job.dataset.corpus), config.dev_corpus_size, config.seed)
     progress.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
                     len(dev_docs))
-    setup = (query_only_setup if config.method is Method.QUERY_ONLY else shared_towers_setup)(run, negs, dev_docs)
+    setup = (query_only_setup if config.method is Method.QUERY_ONLY else shared_towers_setup)(job, negs, dev_docs)
     base_length = setup.train_model.max_seq_length
     if config.max_seq_length is not None:
         setup.train_model.max_seq_length = config.max_seq_length
     train_set = training_set(setup.rows)
     parameters = parameter_counts(setup.train_model)
-    schedule = _schedule(config, run.world, len(train_set))
-    trainer = _trainer(run, setup, schedule, train_set, callbacks)
+    schedule = _schedule(config, job.world, len(train_set))
+    trainer = _trainer(job, setup, schedule, train_set, callbacks)
     progress.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                     config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
-    distributed = _world_record(run.world, schedule, setup.loss, config.batch_size)
-    seconds, peak = _train(run, trainer)
-    final = _final_model(run, setup, trainer, base_length)
+    distributed = _world_record(job.world, schedule, setup.loss, config.batch_size)
+    seconds, peak = _train(job, trainer)
+    final = _final_model(job, setup, trainer, base_length)
     facts = _Facts(len(train_set), len(dev_docs), parameters, distributed, seconds, peak)
-    stamp = _artifact_stamp(run, negs, setup, trainer, facts)
+    stamp = _artifact_stamp(job, negs, setup, trainer, facts)
     # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);
     # the others wait until it is complete, then report rank 0's run
-    return written_by_main(run.world, lambda: _write(run.out, final, stamp, facts))
+    return written_by_main(job.world, lambda: _write(job.out, final, stamp, facts))
 
 
 # -- helpers ------------------------------------------------------------------------------------
