@@ -106,14 +106,29 @@ def bootstrap_interval(deltas: np.ndarray, n: int, seed: int, level: float = 0.9
 
 
 def check_comparable(baseline: EvaluationResult, candidate: EvaluationResult, force: bool = False) -> None:
+    """Both results must carry the same dataset fingerprint (unless `force`): a missing one is no
+    match, since nothing then says the two were computed on the same data."""
+    if force:
+        return
     a, b = baseline.dataset, candidate.dataset
-    if a.fingerprint != b.fingerprint and not force:
+    lacking = [side for side, d in (("baseline", a), ("candidate", b)) if not d.fingerprint]
+    if lacking:
+        which = "neither result records" if len(lacking) == 2 else f"the {lacking[0]} result does not record"
+        raise DataError(f"{which} the fingerprint of its data (dataset.fingerprint), so nothing shows that both "
+                        "were computed on the same corpus, queries and judgments. Re-evaluate to record it, or "
+                        "pass --force.")
+    if a.fingerprint != b.fingerprint:
         raise DataError(
             f"the results were computed on different data (baseline: {a.path} split {a.split!r}, fingerprint "
             f"{str(a.fingerprint)[:12]}; candidate: {b.path} split {b.split!r}, fingerprint {str(b.fingerprint)[:12]}): "
             "corpus, queries or judgments differ, so their metrics are not comparable. Re-evaluate on the same data, "
             "or pass --force."
         )
+
+
+def same_data(baseline: EvaluationResult, candidate: EvaluationResult) -> bool:
+    """Whether both results record one dataset fingerprint (a missing one matches nothing)."""
+    return bool(baseline.dataset.fingerprint) and baseline.dataset.fingerprint == candidate.dataset.fingerprint
 
 
 def shared_queries(metric: str, baseline: Mapping[str, float], candidate: Mapping[str, float],
@@ -155,7 +170,7 @@ def compare(baseline: EvaluationResult, candidate: EvaluationResult, config: Com
         candidate={"name": candidate.model.name, "fingerprint": candidate.model.fingerprint},
         dataset={k: getattr(candidate.dataset, k) for k in ("path", "split", "fingerprint")},
         metrics=out,
-        forced=force and baseline.dataset.fingerprint != candidate.dataset.fingerprint,
+        forced=force and not same_data(baseline, candidate),
     )
 
 

@@ -66,11 +66,14 @@ def missing_note(m: MetricComparison) -> str:
 
 def gate(baseline: EvaluationResult, candidate: EvaluationResult, config: GateConfig | None = None,
          guards: dict[str, tuple[EvaluationResult, EvaluationResult]] | None = None, force: bool = False,
-         also_compare: tuple[str, ...] = (), allow_missing: bool = False) -> Verdict:
+         also_compare: tuple[str, ...] = (), allow_missing: bool = False,
+         unpaired: dict[str, str] | None = None) -> Verdict:
     """Compare and apply the rules to the main results and to each guard set's (baseline, candidate).
 
     `also_compare`: metrics compared for the report too (when both results have them), without rules.
     `allow_missing`: compare over the queries both results scored (see `compare`).
+    `unpaired`: guard sets only one side has (name -> that side, from `pair_guards`): not compared,
+    and the verdict's checked lines say so.
     Rules for a guard set that is not among `guards` are an error: they would check nothing.
     """
     config = config or GateConfig()
@@ -92,16 +95,37 @@ def gate(baseline: EvaluationResult, candidate: EvaluationResult, config: GateCo
         failures, checks = apply_rules(name, comparisons[name], rules)
         reasons += failures
         checked += checks
+    checked += unpaired_lines({k: v for k, v in (unpaired or {}).items() if k not in guards})
     return Verdict(passed=not reasons, reasons=reasons, comparisons=comparisons, checked=checked)
 
 
-def pair_guards(baseline: dict[str, EvaluationResult], candidate: dict[str, EvaluationResult]
-                ) -> dict[str, tuple[EvaluationResult, EvaluationResult]]:
-    """Guard results of two run reports, paired by name. A guard set on one side only is an error:
-    a candidate without a guard set would skip its rules."""
+def pair_guards(baseline: dict[str, EvaluationResult] | None, candidate: dict[str, EvaluationResult] | None
+                ) -> tuple[dict[str, tuple[EvaluationResult, EvaluationResult]], dict[str, str]]:
+    """Guard results of the two inputs, paired by name, and the guard sets left unpaired (name ->
+    the side that has them). None: an `evaluate` result file, which has no guard sets.
+
+    Between two run reports a guard set on one side only is an error: a candidate without a guard set
+    would skip its rules. Against a result file, a report's guard sets cannot be compared: they are
+    returned unpaired, for the verdict to say so (`gate(..., unpaired=...)`)."""
+    if baseline is None or candidate is None:
+        side, guards = ("candidate", candidate) if baseline is None else ("baseline", baseline)
+        return {}, {name: side for name in sorted(guards or {})}
     lonely = sorted(set(baseline) ^ set(candidate))
     if lonely:
         raise DataError(f"guard set(s) {', '.join(map(repr, lonely))} are in only one of the two reports "
                         f"(baseline: {', '.join(sorted(baseline)) or 'none'}; candidate: "
                         f"{', '.join(sorted(candidate)) or 'none'}); gate reports of runs with the same guard sets.")
-    return {name: (baseline[name], candidate[name]) for name in baseline}
+    return {name: (baseline[name], candidate[name]) for name in baseline}, {}
+
+
+def unpaired_lines(unpaired: dict[str, str]) -> list[str]:
+    """One "checked" sentence per side whose guard sets were not compared, naming them."""
+    lines = []
+    for side in ("baseline", "candidate"):
+        names = [name for name, s in unpaired.items() if s == side]
+        if names:
+            other = "candidate" if side == "baseline" else "baseline"
+            lines.append(f"guard set(s) {', '.join(map(repr, names))} not compared: only the {side} (a run report) "
+                         f"has them, the {other} is a result file without guard sets; gate two run reports, or "
+                         "give each guard set's files with --guard, to check them.")
+    return lines

@@ -12,14 +12,14 @@ import dataclasses
 import json
 import math
 import platform
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ._io import write_json_atomic
+from ._records import Record
 from .config import check_metrics
 from .errors import ConfigError, DataError
 
@@ -35,6 +35,7 @@ VERSIONED = ("retrieval-ft", "torch", "sentence-transformers", "transformers", "
 # SCORE_SLACK absorbs float rounding (an NDCG of 1.0000000000000002).
 SCORE_RANGE = (0.0, 1.0)
 SCORE_SLACK = 1e-9
+_FIX = "re-run evaluate to get a sound result file"
 
 
 def library_versions() -> dict[str, str]:
@@ -47,56 +48,13 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-R = TypeVar("R", bound="_Record")
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Record:
-    """A description read from a JSON object. Keys the file did not have stay absent when it is
-    written again (`absent`), and keys this version does not know are kept as read (`extra`)."""
-
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
-    absent: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
-
-    @classmethod
-    def keys(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("extra", "absent"))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: copy.deepcopy(getattr(self, k)) for k in self.keys() if k not in self.absent}
-        return {**copy.deepcopy(self.extra), **out}
-
-    @classmethod
-    def from_dict(cls: type[R], data: Any, source: str = "<dict>") -> R:
-        if not isinstance(data, Mapping):
-            raise DataError(f"{source}: expected a JSON object, got {_kind(data)}.")
-        hints = typing.get_type_hints(cls)
-        known = cls.keys()
-        for key in known:
-            if key in data and not _fits(data[key], hints[key]):
-                raise DataError(f"{source}: field {key!r} is {_kind(data[key])}, expected {hints[key]}.")
-        return cls(**{k: data[k] for k in known if k in data},
-                   extra={k: v for k, v in data.items() if k not in known},
-                   absent=frozenset(k for k in known if k not in data))
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a JSON value has the (outer) type of a record field: `str | None`, `int | None`, ..."""
-    if value is None:
-        return type(None) in typing.get_args(hint)
-    kinds = tuple(typing.get_origin(a) or a for a in typing.get_args(hint) if a is not type(None))
-    if isinstance(value, bool):
-        return bool in kinds
-    return isinstance(value, kinds) and not (float in kinds and isinstance(value, float) and not math.isfinite(value))
-
-
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), f"{type(value).__name__} {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelInfo(_Record):
+class ModelInfo(Record, error=DataError, fix=_FIX):
     """The encoder a result was computed with (`Encoder.describe()`): name and weights' fingerprint, and
     the settings besides the weights that decide the vectors."""
 
@@ -113,7 +71,7 @@ class ModelInfo(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DatasetInfo(_Record):
+class DatasetInfo(Record, error=DataError, fix=_FIX):
     """The data a result was computed on: where, which split, its fingerprint, and what was left out."""
 
     path: str | None = None
@@ -153,9 +111,9 @@ class EvaluationResult:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelInfo):
-            self.model = ModelInfo.from_dict(self.model, "model")
+            self.model = ModelInfo.from_dict(self.model, prefix="model.")
         if not isinstance(self.dataset, DatasetInfo):
-            self.dataset = DatasetInfo.from_dict(self.dataset, "dataset")
+            self.dataset = DatasetInfo.from_dict(self.dataset, prefix="dataset.")
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -175,19 +133,43 @@ class EvaluationResult:
         missing = [k for k in ("metrics", "per_query", "model", "dataset") if k not in data]
         if missing:
             raise DataError(f"{source}: not a retrieval-ft result file (missing {', '.join(missing)}).")
-        for name in ("retrieval", "timings", "cache", "queries", "top_docs", "versions"):
+        check_schema_version(data.get("schema_version", SCHEMA_VERSION), source)
+        for name in ("model", "dataset", "retrieval", "timings", "cache", "queries", "top_docs", "versions"):
             if name in data and not isinstance(data[name], Mapping):
                 raise DataError(f"{source}: field {name!r} is {_kind(data[name])}, expected an object.")
         check_scores(data["metrics"], data["per_query"], source)
+        check_hits(data.get("queries", {}), data.get("top_docs", {}), source)
         known = {f.name for f in dataclasses.fields(cls)} - {"model", "dataset", "versions"}
         return cls(**{k: v for k, v in data.items() if k in known},
-                   model=ModelInfo.from_dict(data["model"], f"{source}: model"),
-                   dataset=DatasetInfo.from_dict(data["dataset"], f"{source}: dataset"),
+                   model=ModelInfo.from_dict(data["model"], source, "model."),
+                   dataset=DatasetInfo.from_dict(data["dataset"], source, "dataset."),
                    versions=data.get("versions"))
 
     @classmethod
     def load(cls, path: str | Path) -> EvaluationResult:
         return cls.from_dict(_read_json_object(Path(path)), str(path))
+
+
+def check_schema_version(found: Any, source: str) -> None:
+    """A result file of another layout is refused: read as this one, its fields could mean something else."""
+    if type(found) is not int or found != SCHEMA_VERSION:
+        shown = found if type(found) is int else f"{_kind(found)} {found!r}"
+        raise DataError(f"{source}: schema_version is {shown}; this version of retrieval-ft reads schema_version "
+                        f"{SCHEMA_VERSION} only. Read it with the retrieval-ft that wrote it, or re-run evaluate.")
+
+
+def check_hits(queries: Mapping[str, Any], top_docs: Mapping[str, Any], source: str) -> None:
+    """`queries` maps query ids to their text, `top_docs` query ids to lists of document ids."""
+    for query_id, text in queries.items():
+        if not isinstance(text, str):
+            raise DataError(f"{source}: queries[{query_id!r}] is {_kind(text)}, expected the query's text (a string).")
+    for query_id, hits in top_docs.items():
+        if not isinstance(hits, list):
+            raise DataError(f"{source}: top_docs[{query_id!r}] is {_kind(hits)}, expected a list of document ids.")
+        for i, doc_id in enumerate(hits):
+            if not isinstance(doc_id, str):
+                raise DataError(f"{source}: top_docs[{query_id!r}][{i}] is {_kind(doc_id)}, expected a document id "
+                                "(a string).")
 
 
 def check_scores(metrics: Any, per_query: Any, source: str) -> None:
@@ -237,13 +219,14 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dict[str, EvaluationResult]]:
+def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dict[str, EvaluationResult] | None]:
     """A result to compare, from an `evaluate` result file or a `run` report (its `base` or `tuned`
-    part, `side`); also returns the report's guard results on that side ({} for result files)."""
+    part, `side`); also returns the report's guard results on that side (None for a result file,
+    which has no guard sets to pair: {} means a run report without any)."""
     path = Path(path)
     data = _read_json_object(path)
     if "metrics" in data:
-        return EvaluationResult.from_dict(data, str(path)), {}
+        return EvaluationResult.from_dict(data, str(path)), None
     if side in data and isinstance(data[side], dict):
         guards = {}
         parts_by_name = data.get("guards", {})
@@ -291,11 +274,6 @@ class TrainSummary:
                 "artifact_bytes": self.artifact_bytes, "artifact": self.artifact,
                 "best_dev_ndcg@10": self.best_dev_ndcg, "dev": self.dev, "pairs": self.pairs, "steps": self.steps,
                 "learning_rate": self.learning_rate}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainSummary:
-        values = {k: v for k, v in data.items() if k != "best_dev_ndcg@10"}
-        return cls(**values, best_dev_ndcg=data.get("best_dev_ndcg@10"))
 
 
 @dataclass

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "retrieval_ft"
 # before it. Layer 0 is the torch-free foundation every stage may use (settings, errors, records,
 # file helpers).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "_io", "_launch", "_progress", "config", "results", "stamp"),
+    ("errors", "_io", "_launch", "_progress", "_records", "config", "results", "stamp"),
     ("data",),
     ("precision", "tiny_clip", "models"),
     ("encode",),
@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bench",),
     ("cli", "__main__", "__init__"),
 ]
-TORCH_FREE = ("errors", "_io", "_launch", "_progress", "config", "results", "stamp", "metrics", "compare", "gate", "report")
+TORCH_FREE = ("errors", "_io", "_launch", "_progress", "_records", "config", "results", "stamp", "metrics", "compare", "gate", "report")
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 500
 

@@ -303,3 +303,66 @@ def test_no_nan_reaches_a_comparison():
     bad.per_query["ndcg@10"]["q0003"] = float("nan")  # built in Python, never loaded: compare still checks
     with pytest.raises(DataError, match=r"q0003.*NaN"):
         compare(result(BASE), bad)
+
+
+# -- settings declared once ---------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [CompareConfig, GateRules, GateConfig])
+def test_help_of_the_compare_and_gate_settings_lists_every_field(cls):
+    import dataclasses
+    import pydoc
+
+    text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+    for f in dataclasses.fields(cls):
+        assert f.metadata.get("help") and f"{f.name}: {f.metadata['help']}" in text, f.name
+
+
+def _subparser(name: str):
+    from retrieval_ft.cli.parser import build_parser
+
+    parser = build_parser()
+    return next(a for a in parser._subparsers._group_actions if a.dest == "command").choices[name]
+
+
+def test_the_gate_help_states_the_defaults_of_gate_rules(monkeypatch: pytest.MonkeyPatch):
+    import functools
+
+    import retrieval_ft.config
+
+    assert "ndcg@10 (alpha 0.05) or any drop over 0.02" in _subparser("gate").description
+    monkeypatch.setattr(retrieval_ft.config, "GateRules",
+                        functools.partial(GateRules, metrics=("recall@10",), alpha=0.01, max_drop_any=None))
+    text = _subparser("gate").description
+    assert "drop of recall@10 (alpha 0.01)." in text and "any drop over" not in text
+
+
+def test_compare_flags_take_their_help_from_compare_config(tmp_path: Path, capsys):
+    helps = {a.dest: a.help for a in _subparser("compare")._actions}
+    for name in ("metrics", "test"):
+        assert helps[name].startswith(CompareConfig.__dataclass_fields__[name].metadata["help"]), name
+    base, cand = _write(tmp_path, "b.json", result(BASE)), _write(tmp_path, "c.json", result(shifted(0.02, 0.01)))
+    out = tmp_path / "c.json.out"
+    assert main(["compare", base, cand, "--metric", "ndcg@10", "--test", "fisher", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["metrics"]["ndcg@10"]["test"] == "fisher"
+
+
+def test_a_result_without_a_fingerprint_is_compared_only_when_forced():
+    base, cand = result(BASE), result(shifted(0.02, 0.01))
+    blind = EvaluationResult.from_dict({**cand.to_dict(), "dataset": {"path": "data", "split": "test"}})
+    with pytest.raises(DataError, match="the candidate result does not record the fingerprint of its data"):
+        compare(base, blind)
+    with pytest.raises(DataError, match="the baseline result does not record"):
+        gate(blind, base)
+    assert compare(base, blind, force=True).forced and not compare(base, cand, force=True).forced
+
+
+def test_guard_sets_are_paired_only_between_two_run_reports():
+    from retrieval_ft.gate import pair_guards
+
+    g = result(BASE, name="g")
+    assert pair_guards({"cisi": g}, {"cisi": g}) == ({"cisi": (g, g)}, {})
+    assert pair_guards(None, {"cisi": g, "arguana": g}) == ({}, {"arguana": "candidate", "cisi": "candidate"})
+    assert pair_guards({"cisi": g}, None) == ({}, {"cisi": "baseline"})
+    with pytest.raises(DataError, match="'cisi' are in only one of the two reports"):
+        pair_guards({"cisi": g}, {})
+    verdict = gate(result(BASE), result(shifted(0.02, 0.01)), unpaired={"cisi": "baseline"})
+    assert verdict.passed and "guard set(s) 'cisi' not compared: only the baseline" in verdict.checked[-1]

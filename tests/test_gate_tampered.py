@@ -84,6 +84,15 @@ TAMPERED_RESULTS = [
     ("fingerprint-number", _set("dataset.fingerprint", 7), ["fingerprint"]),
     ("queries-not-object", _set("queries", "x"), ["queries"]),
     ("no-per-query", _delete("per_query"), ["missing per_query"]),
+    ("schema-from-the-future", _set("schema_version", 2), ["schema_version is 2", "reads schema_version 1"]),
+    ("schema-string", _set("schema_version", "1"), ["schema_version is a string '1'", "reads schema_version 1"]),
+    ("schema-float", _set("schema_version", 1.5), ["schema_version is float 1.5"]),
+    ("query-text-number", _set("queries.q003", 7), ["queries['q003']", "int 7", "text"]),
+    ("query-text-null", _set("queries.q003", None), ["queries['q003']", "null"]),
+    ("top-docs-not-object", _set("top_docs", ["d1"]), ["top_docs", "list"]),
+    ("top-docs-string", _set("top_docs.q003", "d1"), ["top_docs['q003']", "a string", "list of document ids"]),
+    ("top-docs-id-number", _set("top_docs.q003", ["d1", 3]), ["top_docs['q003'][1]", "int 3", "document id"]),
+    ("model-name-number", _set("model.name", 5), ["'model.name'", "should be a string"]),
 ]
 # (id, edit, words when the candidate is edited, words when the baseline is) for queries scored by
 # one side only
@@ -250,6 +259,54 @@ def test_a_candidate_report_without_a_guard_set_is_refused(tmp_path: Path, capsy
     without = _write(tmp_path, "b.json", _report(GOOD, {}))
     code, _, err = _run(["gate", "--baseline", with_guard, "--candidate", without], capsys)
     _refused(code, err, ["'cranfield'", "only one of the two reports"])
+    other = _write(tmp_path, "c.json", _report(GOOD, {"cisi": {"base": BASELINE, "tuned": GOOD}}))
+    code, _, err = _run(["gate", "--baseline", with_guard, "--candidate", other], capsys)
+    _refused(code, err, ["'cisi', 'cranfield'", "only one of the two reports"])
+
+
+@pytest.mark.parametrize("report_side", ["candidate", "baseline"])
+def test_a_result_file_against_a_run_report_gates_the_main_set(tmp_path: Path, capsys, report_side):
+    """An `evaluate` result has no guard sets to pair: the main set is gated, and the verdict names
+    the report's guard sets as not compared (before, this was refused as unpaired guard sets)."""
+    plain = _write(tmp_path, "plain.json", BASELINE if report_side == "candidate" else GOOD)
+    report = _write(tmp_path, "report.json", _report(GOOD, {"cranfield": {"base": BASELINE, "tuned": BAD},
+                                                            "cisi": {"base": BASELINE, "tuned": BAD}}))
+    pair = (plain, report) if report_side == "candidate" else (report, plain)
+    js = tmp_path / "v.json"
+    code, out, err = _run(["gate", "--baseline", pair[0], "--candidate", pair[1], "--json", str(js)], capsys)
+    assert code == 0 and err == "", err
+    note = f"guard set(s) 'cisi', 'cranfield' not compared: only the {report_side} (a run report) has them"
+    assert note in out and any(note in line for line in json.loads(js.read_text())["checked"])
+    assert set(json.loads(js.read_text())["comparisons"]) == {"main"}
+
+
+def _no_fingerprint(value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        if value == "absent":
+            del data["dataset"]["fingerprint"]
+        else:
+            data["dataset"]["fingerprint"] = value
+    return edit
+
+
+@pytest.mark.parametrize("command", ["gate", "compare"])
+@pytest.mark.parametrize("value", ["absent", None, ""])
+@pytest.mark.parametrize("side", ["candidate", "baseline", "both"])
+def test_a_result_without_a_data_fingerprint_is_not_comparable(tmp_path: Path, capsys, command, value, side):
+    """A missing fingerprint loaded as None, and None == None passed for "same data"."""
+    base, cand = copy.deepcopy(BASELINE), copy.deepcopy(GOOD)
+    for data in {"candidate": [cand], "baseline": [base], "both": [base, cand]}[side]:
+        _no_fingerprint(value)(data)
+    paths = _write(tmp_path, "base.json", base), _write(tmp_path, "cand.json", cand)
+    argv = ["gate", "--baseline", paths[0], "--candidate", paths[1]] if command == "gate" else ["compare", *paths]
+    code, _, err = _run(argv, capsys)
+    which = "neither result records" if side == "both" else f"the {side} result does not record"
+    _refused(code, err, [which, "dataset.fingerprint", "--force"])
+    js = tmp_path / "out.json"
+    code, _, err = _run([*argv, "--force", "--json", str(js)], capsys)
+    assert code == 0 and err == "", err
+    forced = json.loads(js.read_text())
+    assert (forced["comparisons"]["main"] if command == "gate" else forced)["forced"] is True
 
 
 # Edits that change nothing the gate reads: a regressed candidate still fails (exit 1).

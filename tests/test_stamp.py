@@ -85,3 +85,39 @@ def test_a_stamp_that_is_not_one_is_refused(tmp_path: Path, text: str):
     with pytest.raises(ModelError, match="corrupt artifact stamp|not a retrieval-ft artifact stamp"):
         read_stamp(tmp_path)
     assert read_stamp(tmp_path / "elsewhere") is None
+
+
+def test_stamps_and_result_records_share_one_record_base_with_their_own_error():
+    """One base (retrieval_ft._records.Record) checks both families; each raises its own error."""
+    from retrieval_ft._records import Record
+    from retrieval_ft.errors import DataError
+    from retrieval_ft.results import DatasetInfo, ModelInfo
+
+    for cls in (ArtifactStamp, BaseModelInfo, TrainingDataInfo, ModelInfo, DatasetInfo):
+        assert issubclass(cls, Record)
+    with pytest.raises(ModelError, match=r"s.json: field 'base.name' should be a string, not int 3; re-run training"):
+        ArtifactStamp.from_dict({**FULL, "base": {"name": 3}}, "s.json")
+    with pytest.raises(DataError, match=r"r.json: field 'dataset.n_docs' should be an integer, not bool True; "
+                                        r"re-run evaluate"):
+        DatasetInfo.from_dict({"n_docs": True}, "r.json", "dataset.")
+    older = {"name": "m", "written_by_a_newer_version": 1}
+    assert ModelInfo.from_dict(older).to_dict() == older  # absent keys stay absent, unknown ones are kept
+    assert set(ModelInfo(name="m").to_dict()) == set(ModelInfo.json_keys())  # a new record writes every key
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_stamp_number_that_is_not_finite_is_refused(tmp_path: Path, value: float):
+    """The record base refuses non-finite numbers, as result records always did (write_json_atomic
+    never writes one, so only a hand edit brings it)."""
+    (tmp_path / STAMP).write_text(json.dumps({**FULL, "learning_rate": value}))
+    with pytest.raises(ModelError, match=rf"{STAMP}: field 'learning_rate' should be a number"):
+        read_stamp(tmp_path)
+
+
+def test_reading_a_record_as_a_dict_still_works_with_a_warning():
+    """Scripts written when results were dicts (`result.dataset["split"]`) keep running, warned."""
+    from retrieval_ft.results import DatasetInfo
+
+    info = DatasetInfo.from_dict({"path": "data", "split": "test", "fingerprint": "abc"}, "r.json")
+    with pytest.warns(DeprecationWarning, match=r"DatasetInfo\['split'\] is deprecated; read the attribute"):
+        assert info["split"] == "test" == info.split

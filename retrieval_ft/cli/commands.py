@@ -190,8 +190,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ..report import comparison_markdown
     from ..results import load_result_file
 
-    given = {"metrics": args.metrics, "test": args.test}
-    config = from_dict(CompareConfig, {k: v for k, v in given.items() if v is not None})
+    config = from_dict(CompareConfig, config_values(args, CompareConfig))
     baseline, _ = load_result_file(args.baseline, "base")
     candidate, _ = load_result_file(args.candidate, "tuned")
     comparison = compare(baseline, candidate, config, force=args.force, allow_missing=args.allow_missing_queries)
@@ -214,10 +213,11 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     config = load_gate_config(args.rules)
     baseline, base_guards = load_result_file(args.baseline, "base")
     candidate, cand_guards = load_result_file(args.candidate, "tuned")
-    guards = pair_guards(base_guards, cand_guards)
+    guards, unpaired = pair_guards(base_guards, cand_guards)
     for name, base_path, cand_path in args.guard:
         guards[name] = (load_result_file(base_path, "base")[0], load_result_file(cand_path, "tuned")[0])
-    verdict = gate(baseline, candidate, config, guards, force=args.force, allow_missing=args.allow_missing_queries)
+    verdict = gate(baseline, candidate, config, guards, force=args.force, allow_missing=args.allow_missing_queries,
+                   unpaired=unpaired)
     if args.json_out:
         write_json_atomic(args.json_out, verdict.to_dict())
     if args.md_out:

@@ -17,7 +17,6 @@ from ..config import (
     IndexConfig,
     Method,
     RunConfig,
-    StatTest,
     TrainConfig,
 )
 from .options import CACHE_FIELDS, add_encode_args, add_field, choices
@@ -157,7 +156,8 @@ def _add_output_args(p: argparse.ArgumentParser, what: str, md_note: str) -> Non
     """The outputs and the --force and --allow-missing-queries switches that compare and gate share."""
     p.add_argument("--json", dest="json_out", help=f"write the {what} as JSON")
     p.add_argument("--md", dest="md_out", help=f"write the {what} as Markdown{md_note}")
-    p.add_argument("--force", action="store_true", help="compare results computed on different data")
+    p.add_argument("--force", action="store_true",
+                   help="compare results computed on different data, or that do not record which data")
     p.add_argument("--allow-missing-queries", action="store_true",
                    help="compare over the queries both results scored when one lacks some (the output counts "
                         "them); by default that is an error, since dropping queries can hide the worst ones")
@@ -169,17 +169,21 @@ def _compare(sub: Any) -> None:
                                     "parts of a run report). Exits 0 unless the input is bad (2).")
     cp.add_argument("baseline")
     cp.add_argument("candidate")
-    defaults = CompareConfig()
-    cp.add_argument("--metric", action="append", dest="metrics",
-                    help=f"metric to compare (repeatable; default {', '.join(defaults.metrics)})")
-    cp.add_argument("--test", choices=choices(StatTest), help=f"paired test (default {defaults.test.value})")
+    add_field(cp, CompareConfig, "metrics", "--metric", action="append", metavar="METRIC")
+    add_field(cp, CompareConfig, "test")
     _add_output_args(cp, "comparison", "")
 
 
 def _gate(sub: Any) -> None:
+    from .. import config
+
+    rules = config.GateRules()  # the defaults are said as GateRules has them, never repeated here
+    default = f"fail on a significant drop of {', '.join(rules.metrics)} (alpha {rules.alpha:g})"
+    if rules.max_drop_any is not None:
+        default += f" or any drop over {rules.max_drop_any:g}"
     gt = sub.add_parser("gate", help="fail (exit 1) when the candidate regresses against the baseline",
                         description="Compare and apply rules (gate.yaml); print one line per failed rule. "
-                                    "Default: fail on a significant drop of ndcg@10 (alpha 0.05) or any drop over 0.02.")
+                                    f"Default: {default}.")
     gt.add_argument("--baseline", required=True)
     gt.add_argument("--candidate", required=True)
     gt.add_argument("--rules", help="gate rules YAML")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .base import _enum, _positive, from_dict, load_yaml
+from .base import _enum, _positive, documented, from_dict, load_yaml, option
 from .evaluation import check_metrics
 
 
@@ -16,17 +16,20 @@ class StatTest(str, enum.Enum):
     FISHER = "fisher"  # Fisher's randomization test (ranx)
 
 
+@documented
 @dataclass(frozen=True)
 class CompareConfig:
     """How two results are compared. Whether a difference is significant enough to matter is the
     gate's decision (GateRules.alpha), not the comparison's."""
 
-    metrics: tuple[str, ...] = ("ndcg@10",)
-    test: StatTest = StatTest.STUDENT
-    n_permutations: int = 10000  # fisher
-    bootstrap: int = 10000  # resamples for the 95 % confidence interval of the delta
-    seed: int = 0
-    worst: int = 10  # queries listed as the ones that lost most
+    metrics: tuple[str, ...] = option(("ndcg@10",), "metrics to compare, named as evaluate names them (the "
+                                                    "--metric flag takes one; repeat it for more)")
+    test: StatTest = option(StatTest.STUDENT, "paired significance test (ranx): student (paired t-test) or fisher "
+                                              "(randomization test)")
+    n_permutations: int = option(10000, "permutations of the fisher test")
+    bootstrap: int = option(10000, "resamples for the 95 % confidence interval of the delta")
+    seed: int = option(0, "seed of the permutations and the resamples")
+    worst: int = option(10, "queries listed as the ones that lost most")
 
     def __post_init__(self) -> None:
         _enum(self, "test", StatTest)
@@ -50,20 +53,24 @@ def _finite(obj: object, name: str) -> None:
         raise ConfigError(f"{name} must be a finite number, got {value!r}.")
 
 
+@documented
 @dataclass(frozen=True)
 class GateRules:
-    """When a candidate fails against its baseline. Defaults: fail on any statistically significant
-    drop (alpha 0.05) of NDCG@10, or on a drop of more than 0.02 whatever its significance."""
+    """When a candidate fails against its baseline. By default: on a statistically significant drop
+    of the metrics, or on a drop larger than max_drop_any whatever its significance."""
 
-    metrics: tuple[str, ...] = ("ndcg@10",)
-    max_drop: float = 0.0  # a drop of the mean larger than this fails ...
-    require_significance: bool = True  # ... only when significant at alpha
-    alpha: float = 0.05
-    max_drop_any: float | None = 0.02  # a drop larger than this fails even when not significant
-    min_value: float | None = None  # the candidate's mean must reach this
-    min_gain: float | None = None  # the candidate must beat the baseline by this much (tuning must help)
-    max_losing_share: float | None = None  # share of queries that may lose more than loss_threshold
-    loss_threshold: float = 0.1
+    metrics: tuple[str, ...] = option(("ndcg@10",), "metrics the rules check")
+    max_drop: float = option(0.0, "a drop of the mean larger than this fails (only when significant at alpha, "
+                                  "unless require_significance is false)")
+    require_significance: bool = option(True, "fail a drop over max_drop only when it is significant at alpha")
+    alpha: float = option(0.05, "significance level of the paired test")
+    max_drop_any: float | None = option(0.02, "a drop larger than this fails even when not significant "
+                                              "(null: no such limit)")
+    min_value: float | None = option(None, "the candidate's mean must reach this")
+    min_gain: float | None = option(None, "the candidate must beat the baseline by this much (tuning must help)")
+    max_losing_share: float | None = option(None, "the largest share of queries that may lose more than "
+                                                  "loss_threshold")
+    loss_threshold: float = option(0.1, "a query loses when its value drops by more than this (max_losing_share)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", _metrics(self.metrics))
@@ -79,16 +86,18 @@ class GateRules:
             raise ConfigError(f"max_losing_share must be in [0, 1], got {self.max_losing_share!r}.")
 
 
+@documented
 @dataclass(frozen=True)
 class GateConfig:
     """Rules for the main dataset, and per guard set (a guard without its own rules uses `guard_rules`)."""
 
-    rules: GateRules = field(default_factory=GateRules)
-    guard_rules: GateRules = field(default_factory=GateRules)
-    guards: dict[str, GateRules] = field(default_factory=dict)
-    test: StatTest = StatTest.STUDENT
-    bootstrap: int = 10000
-    seed: int = 0
+    rules: GateRules = option(help="rules for the main dataset", default_factory=GateRules)
+    guard_rules: GateRules = option(help="rules for a guard set without its own", default_factory=GateRules)
+    guards: dict[str, GateRules] = option(help="guard set name -> its own rules",
+                                          default_factory=dict)
+    test: StatTest = option(StatTest.STUDENT, "paired significance test: student or fisher")
+    bootstrap: int = option(10000, "resamples for the 95 % confidence interval of each delta")
+    seed: int = option(0, "seed of the resamples")
 
     def __post_init__(self) -> None:
         _enum(self, "test", StatTest)
