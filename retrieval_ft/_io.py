@@ -72,6 +72,23 @@ def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(target, text + "\n")
 
 
+def read_json_object(path: str | os.PathLike[str], fix: str, *, what: str = "JSON file",
+                     error: type[Exception] = DataError) -> dict[str, Any]:
+    """A JSON file holding one object (a result, a stamp, an index sidecar, a shard's plan): anything
+    else raises `error` naming the file, saying it is not a `what`, and ending with `fix`."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found; {fix}.") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, expected a {what}; {fix}.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not a {what}: unreadable or not valid JSON ({exc}); {fix}.") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: not a {what} (expected a JSON object, got {type(data).__name__}); {fix}.")
+    return data
+
+
 def non_finite_path(obj: Any, where: str = "") -> str | None:
     """Where the first NaN or infinite float in a JSON-like value is (`a.b[2]`), or None."""
     if isinstance(obj, float) and not math.isfinite(obj):

@@ -111,8 +111,9 @@ class Record:
     def __getitem__(self, key: str) -> Any:
         """Deprecated: records were dicts (`result.dataset["split"]`); read the attribute instead
         (`result.dataset.split`). Kept, with a warning, so scripts written against the dicts still run."""
+        attribute = next((a for a, k in self.json_keys().items() if k == key), key)
         warnings.warn(f"{type(self).__name__}[{key!r}] is deprecated; read the attribute instead "
-                      f"(e.g. .{key.replace('@', '_')}).", DeprecationWarning, stacklevel=2)
+                      f"(.{attribute}).", DeprecationWarning, stacklevel=2)
         return self.to_dict()[key]
 
 

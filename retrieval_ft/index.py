@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_dir
+from ._io import atomic_dir, read_json_object
 from .config import IndexConfig, IndexKind, Similarity
-from .data.records import check_unique_ids, json_field, json_ids, read_json_object
+from .data.records import check_unique_ids, json_field, json_ids
 from .errors import ConfigError, DataError, IndexMismatchError, where
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class VectorIndex:
         sidecar_path, index_file = folder / SIDECAR, folder / INDEX_FILE
         if not sidecar_path.is_file() or not index_file.is_file():
             raise DataError(f"{folder}: not an index folder (needs {INDEX_FILE} and {SIDECAR}); build one with Retriever.save().")
-        sidecar = Sidecar.from_dict(read_json_object(sidecar_path, _REBUILD), sidecar_path)
+        sidecar = Sidecar.from_dict(read_json_object(sidecar_path, _REBUILD, what="retrieval-ft index sidecar"),
+                                   sidecar_path)
         if expect_fingerprint is not None:
             check_built_by(sidecar.encoder, expect_fingerprint, f"{folder}: ")
         try:

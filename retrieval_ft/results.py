@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import platform
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._io import write_json_atomic
+from ._io import read_json_object, write_json_atomic
 from ._records import Record
 from .config import check_metrics
 from .errors import ConfigError, DataError
@@ -147,7 +146,7 @@ class EvaluationResult:
 
     @classmethod
     def load(cls, path: str | Path) -> EvaluationResult:
-        return cls.from_dict(_read_json_object(Path(path)), str(path))
+        return cls.from_dict(_read_result_json(path), str(path))
 
 
 def check_schema_version(found: Any, source: str) -> None:
@@ -205,18 +204,9 @@ def _check_score(value: Any, where: str, source: str) -> None:
                     "Re-run evaluate to get a sound result file.")
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: result file not found.") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a result file.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}).") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: not a retrieval-ft result file (expected a JSON object).")
-    return data
+def _read_result_json(path: str | Path) -> dict[str, Any]:
+    return read_json_object(path, "write it with `retrieval-ft evaluate --out` or `retrieval-ft run`",
+                            what="retrieval-ft result file")
 
 
 def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dict[str, EvaluationResult] | None]:
@@ -224,7 +214,7 @@ def load_result_file(path: str | Path, side: str) -> tuple[EvaluationResult, dic
     part, `side`); also returns the report's guard results on that side (None for a result file,
     which has no guard sets to pair: {} means a run report without any)."""
     path = Path(path)
-    data = _read_json_object(path)
+    data = _read_result_json(path)
     if "metrics" in data:
         return EvaluationResult.from_dict(data, str(path)), None
     if side in data and isinstance(data[side], dict):

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ._io import write_json_atomic
+from ._io import read_json_object, write_json_atomic
 from ._launch import launch_env
 from ._progress import progress_display
 from .config import DEFAULT_PART_SIZE, IndexConfig, IndexKind, Similarity
 from .data import Document, IRDataset, load_dataset
-from .data.records import check_unique_ids, json_field, json_ids, read_json_object
+from .data.records import check_unique_ids, json_field, json_ids
 from .encode import EmbeddingCache, Encoder, Item, document_inputs
 from .errors import ConfigError, DataError, ModelError, where
 from .index import VectorIndex, faiss_metric, finish_index, new_index, resolve_kind, training_sample_size
@@ -111,7 +111,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     """A shard's plan or manifest, after checking that every field this module reads has its type:
     a hand-edited or truncated file is a DataError naming the file and the field."""
     fix = f"delete its shard folder ({path.parent}) and encode that shard again"
-    data = read_json_object(path, fix)
+    data = read_json_object(path, fix, what=f"shard {path.stem}")
 
     def need(record: dict[str, Any], name: str, types: tuple[type, ...], expected: str, label: str | None = None) -> Any:
         return json_field(record, name, types, expected, path=path, fix=fix, label=label)

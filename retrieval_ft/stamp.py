@@ -8,13 +8,13 @@ A key an older stamp did not record stays absent: it is neither filled in on loa
 from __future__ import annotations
 
 import enum
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._io import read_json_object
 from ._records import Record, recorded_as
 from .errors import ModelError
 
@@ -94,8 +94,6 @@ def read_stamp(folder: str | os.PathLike[str]) -> ArtifactStamp | None:
     path = Path(folder) / STAMP
     if not path.is_file():
         return None
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: corrupt artifact stamp ({exc}); re-run training or restore the file.") from None
+    raw = read_json_object(path, "re-run training or restore the file", what="retrieval-ft artifact stamp",
+                           error=ModelError)
     return ArtifactStamp.from_dict(raw, str(path))

@@ -121,3 +121,10 @@ def test_reading_a_record_as_a_dict_still_works_with_a_warning():
     info = DatasetInfo.from_dict({"path": "data", "split": "test", "fingerprint": "abc"}, "r.json")
     with pytest.warns(DeprecationWarning, match=r"DatasetInfo\['split'\] is deprecated; read the attribute"):
         assert info["split"] == "test" == info.split
+
+
+def test_the_deprecation_names_the_attribute_of_a_renamed_key():
+    """`best_dev_ndcg@10` is the JSON key of the attribute `best_dev_ndcg`."""
+    stamp = ArtifactStamp.from_dict({"artifact": "adapter", "best_dev_ndcg@10": 0.5}, "retrieval_ft.json")
+    with pytest.warns(DeprecationWarning, match=r"\(\.best_dev_ndcg\)"):
+        assert stamp["best_dev_ndcg@10"] == 0.5 == stamp.best_dev_ndcg

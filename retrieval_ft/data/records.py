@@ -117,19 +117,6 @@ def read_qrels(path: str | Path) -> Iterator[tuple[int, str, str, str]]:
         yield lineno, qid, did, grade
 
 
-def read_json_object(path: str | Path, fix: str) -> dict[str, Any]:
-    """A JSON file holding one object (an index sidecar, a shard's plan or manifest): anything else
-    is a DataError naming the file and ending with `fix`, what to do about it."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable, not JSON ({exc}); {fix}.") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}; {fix}.")
-    return data
-
-
 def json_field(data: Mapping[str, Any], name: str, types: tuple[type, ...], expected: str, *, path: str | Path,
                fix: str, label: str | None = None) -> Any:
     """`data[name]` when present and one of `types` (a bool is not an int), else a DataError naming
