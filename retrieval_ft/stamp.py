@@ -53,6 +53,30 @@ class TrainingDataInfo(Record, error=ModelError, fix=_FIX):
 
 
 @dataclass(frozen=True, kw_only=True)
+class GuardRecord(Record, error=ModelError, fix=_FIX):
+    """How training kept the general domain: guard samples, checkpoint selection and the blend with
+    the base (the stamp's `guard`). NDCG@10 values are on the guard samples and the dev set, not on
+    the full collections; `drop` = base - value.
+
+    `sets`: [{name, data, split, queries, documents}]; `base`/`selected`/`final`: {guard: NDCG@10} of
+    the base, the kept checkpoint (alpha 1) and the artifact (after the blend); `dev`: {"base",
+    "selected", "final"}; `curve`: [{alpha, dev, guards: {name: NDCG@10}}] by alpha; `reason`: why
+    this alpha, in words."""
+
+    sets: list[dict[str, Any]] | None = None
+    max_drop: float | None = None
+    base: dict[str, float] | None = None
+    selected: dict[str, float] | None = None
+    final: dict[str, float] | None = None
+    dev: dict[str, float] | None = None
+    checkpoint_step: int | None = None  # the kept checkpoint's step
+    interpolate: str | None = None  # auto, off, or fixed
+    alpha: float | None = None
+    curve: list[dict[str, Any]] | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ArtifactStamp(Record, error=ModelError, fix=_FIX):
     """retrieval_ft.json. `best_dev_ndcg` is the JSON key `best_dev_ndcg@10`."""
 
@@ -79,7 +103,12 @@ class ArtifactStamp(Record, error=ModelError, fix=_FIX):
     versions: dict[str, str] | None = None
     created: str | None = None
     artifact_bytes: int | None = recorded_as(only_when_set=True)  # recorded once the artifact is complete
-    merged_from: str | None = recorded_as(only_when_set=True)  # an adapter merged into a full model: the adapter's folder
+    merged_from: str | None = recorded_as(only_when_set=True)
+    # the blend with the base, weights = base + alpha x (tuned - base): an adapter artifact holds
+    # the tuned adapter and is scaled by alpha on load (and by merge); full and query-only
+    # artifacts hold the blended weights
+    alpha: float | None = recorded_as(only_when_set=True)
+    guard: GuardRecord | None = recorded_as(only_when_set=True)  # an adapter merged into a full model: the adapter's folder
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "", prefix: str = "") -> ArtifactStamp:

@@ -28,16 +28,15 @@ from .jobs import (
     GENERATED_MODELS,
     BenchConfig,
     BenchMethod,
-    GuardSet,
     RunConfig,
     load_bench_config,
     load_run_config,
 )
-from .training import DEFAULT_LR, HardNegatives, LoraSettings, Loss, Method, TrainConfig
+from .training import DEFAULT_LR, Batching, GuardSet, HardNegatives, LoraSettings, Loss, Method, TrainConfig
 
 __all__ = [
     "DEFAULT_LR", "DEFAULT_METRICS", "DEFAULT_PART_SIZE", "GENERATED_DATA", "GENERATED_MODELS", "METRIC_NAMES",
-    "BenchConfig", "BenchMethod", "CompareConfig", "EncodeConfig", "EvalConfig", "GateConfig", "GateRules",
+    "Batching", "BenchConfig", "BenchMethod", "CompareConfig", "EncodeConfig", "EvalConfig", "GateConfig", "GateRules",
     "GuardSet", "HardNegatives", "ImageCheck", "IndexConfig", "IndexKind", "LoraSettings", "Loss", "Method",
     "Precision", "RunConfig", "Similarity", "StatTest", "TrainConfig",
     "check_metrics", "did_you_mean", "from_dict", "load_bench_config", "load_gate_config", "load_run_config",

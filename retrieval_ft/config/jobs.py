@@ -10,17 +10,7 @@ from ..errors import ConfigError
 from .base import _enum, did_you_mean, documented, from_dict, load_yaml, option, resolver
 from .evaluation import EvalConfig
 from .gate import GateConfig
-from .training import Method, TrainConfig
-
-
-@documented
-@dataclass(frozen=True)
-class GuardSet:
-    """A dataset the tuned model must not get worse on (a general-domain set, say)."""
-
-    name: str = option(help="the name reports and gate rules use")
-    data: str = option(help="dataset path, relative to the config file")
-    split: str = option("test", "judgments to evaluate on")
+from .training import GuardSet, Method, TrainConfig
 
 
 GENERATED_DATA = ("demo", "demo-pages")  # datasets `run` generates instead of reading

@@ -19,6 +19,12 @@ class Method(str, enum.Enum):
     QUERY_ONLY = "query-only"  # only the query side changes; documents keep the base embeddings
 
 
+class Batching(str, enum.Enum):
+    AUTO = "auto"  # per-query where queries have several relevant documents on average
+    NO_DUPLICATES = "no-duplicates"  # sentence-transformers' NoDuplicatesBatchSampler
+    PER_QUERY = "per-query"  # one pair per query per batch, in rounds over the queries
+
+
 class Loss(str, enum.Enum):
     MNRL = "mnrl"  # MultipleNegativesRankingLoss (in-batch negatives)
     CACHED_MNRL = "cached-mnrl"  # CachedMultipleNegativesRankingLoss: large batches in small memory
@@ -53,6 +59,8 @@ class HardNegatives:
                                         "where each is one more document to encode per example)")
     num: int = option(3, "negatives per (query, positive) pair")
     range_max: int = option(50, "look among the top range_max documents")
+    fill: bool = option(True, "a pair with fewer than num candidates below the margin takes the next-ranked "
+                              "ones beyond range_max (false: such pairs are dropped)")
     relative_margin: float = option(0.05, "skip candidates within this share of the positive's score (above "
                                           "(1 - margin) x its score; euclidean: nearer than (1 + margin) x its "
                                           "squared distance): likely unjudged positives")
@@ -62,6 +70,17 @@ class HardNegatives:
         _positive(self, "range_max")
         if not 0.0 <= self.relative_margin < 1.0:
             raise ConfigError(f"hard_negatives.relative_margin must be in [0, 1), got {self.relative_margin!r}.")
+
+
+@documented
+@dataclass(frozen=True)
+class GuardSet:
+    """A dataset the tuned model must not get worse on (a general-domain set, say): evaluated by
+    `run` and `bench`, and watched while training (TrainConfig.guards)."""
+
+    name: str = option(help="the name reports and gate rules use")
+    data: str = option(help="dataset path, relative to the config file")
+    split: str = option("test", "judgments to evaluate on")
 
 
 # Defaults chosen on SciFact dev NDCG@10 (eval/sweep.py; figures in eval/results/scifact-sweep.md).
@@ -92,7 +111,26 @@ class TrainConfig:
     dev_fraction: float = option(0.1, "else this share of train queries is held out for model selection")
     max_dev_queries: int = option(200, "dev queries at most")
     dev_corpus_size: int = option(2000, "dev judged documents plus random others, to keep evaluation quick")
+    dev_hard: bool = option(False, "the dev corpus also holds the base model's top-ranked documents for each dev "
+                                   "query (a harder selection; costs encoding the corpus with the base once, cached)")
     evals_per_epoch: int = option(2, "dev evaluations (and checkpoints) per epoch")
+    batching: Batching = option(Batching.AUTO, "how pairs are batched: no-duplicates (sentence-transformers' "
+                                "sampler), per-query (each batch takes one pair per query, in rounds: no query "
+                                "starves the batches) or auto (per-query where queries have several relevant "
+                                "documents on average, else no-duplicates)")
+    corpus_negatives: bool = option(False, "query-only: score each query against every cached document (the whole "
+                                           "corpus as negatives), not only the batch's")
+    guards: tuple[GuardSet, ...] | None = option(None, "guard sets watched while training: [{name, data, split}] "
+                                                       "(default: none; in a run, the run's guard sets)")
+    max_guard_drop: float = option(0.01, "the most NDCG@10 any guard set may lose against the base (on its "
+                                         "sample): checkpoint selection and interpolation keep within it")
+    guard_queries: int = option(200, "queries per guard sample (seeded)")
+    guard_corpus_size: int = option(1000, "documents per guard sample: the sampled queries' judged documents "
+                                          "plus random others up to this size")
+    interpolate: str | float | None = option(None, "blend with the base, weights = base + alpha x (tuned - base): "
+                                                   "auto (search alpha for the best dev NDCG@10 with every guard "
+                                                   "within max_guard_drop), a number in [0, 1], or off (default: "
+                                                   "auto with guard sets, else off)")
     loss: Loss = option(Loss.MNRL, "mnrl (in-batch negatives) or cached-mnrl (large batches in small memory)")
     mini_batch_size: int = option(16, "cached-mnrl mini-batch")
     matryoshka_dims: tuple[int, ...] | None = option(None, "train nested dimensions too, e.g. [384, 256, 128, 64]")
@@ -108,8 +146,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _enum(self, "method", Method)
         _enum(self, "loss", Loss)
+        _enum(self, "batching", Batching)
         _enum(self, "precision", Precision)
-        for name in ("batch_size", "max_dev_queries", "dev_corpus_size", "evals_per_epoch", "mini_batch_size", "min_grade"):
+        for name in ("batch_size", "max_dev_queries", "dev_corpus_size", "evals_per_epoch", "mini_batch_size", "min_grade",
+                     "guard_queries", "guard_corpus_size"):
             _positive(self, name)
         for name in ("max_steps", "max_seq_length"):
             if getattr(self, name) is not None:
@@ -122,12 +162,38 @@ class TrainConfig:
             raise ConfigError(f"dev_fraction must be in (0, 1), got {self.dev_fraction!r}.")
         if self.full_modules is not None and self.method is not Method.HYBRID:
             raise ConfigError(f"full_modules applies to method 'hybrid' only (method is {self.method.value!r}).")
+        if not 0 <= self.max_guard_drop < 1:
+            raise ConfigError(f"max_guard_drop must be in [0, 1), got {self.max_guard_drop!r}.")
+        self.interpolation  # noqa: B018 - checks the value
+        if self.corpus_negatives and self.method is not Method.QUERY_ONLY:
+            raise ConfigError("corpus_negatives applies to method 'query-only' only (documents re-encoded while "
+                              "training cannot all be scored at every step).")
+        if self.guards is not None:
+            names = [g.name for g in self.guards]
+            if len(set(names)) != len(names) or "main" in names:
+                raise ConfigError(f"guards: names must be unique and not 'main', got {names}.")
         if self.method is Method.QUERY_ONLY and (self.loss is not Loss.MNRL or self.matryoshka_dims):
             raise ConfigError("query-only tuning trains against fixed document embeddings: use loss 'mnrl' without matryoshka_dims.")
 
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    @property
+    def interpolation(self) -> str | float:
+        """'off', 'auto' or a fixed alpha in [0, 1]: `interpolate` resolved (default: auto with guard sets)."""
+        value = self.interpolate
+        if value is None:
+            return "auto" if self.guards else "off"
+        if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
+            return value.strip().lower()
+        try:
+            alpha = float(value)
+        except ValueError:
+            raise ConfigError(f"interpolate must be auto, off or a number in [0, 1], got {value!r}.") from None
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"interpolate must be auto, off or a number in [0, 1], got {value!r}.")
+        return alpha
 
     @property
     def mines_negatives(self) -> bool:
