@@ -90,13 +90,15 @@ def load_model(
     max_seq_length: int | None = None,
     allow_pickle: bool = False,
     merge_adapters: bool = True,
+    alpha: float | None = None,
 ) -> SentenceTransformer:
     """Load a sentence-transformers model from a folder or hub id (see module docstring).
 
     Weights load from safetensors only unless `allow_pickle`; a model's own code runs only with
     `trust_remote_code`. A LoRA/hybrid artifact is loaded onto its base and, unless
     `merge_adapters=False`, merged into the weights in memory, so encoding costs what the plain
-    model costs (the saved adapter stays small).
+    model costs (the saved adapter stays small). The adapter is scaled by `alpha` (the blend with
+    the base, see train/interpolate.py), default its stamp's; a full artifact holds its blend already.
     """
     resolved = resolve_model(name)
     if resolved.local and not allow_pickle:
@@ -104,7 +106,8 @@ def load_model(
     stamp = read_stamp(resolved.location) if resolved.local else None
     if stamp is not None and stamp.artifact is ArtifactKind.ADAPTER:
         model = _load_adapter_artifact(resolved, stamp, device=device, trust_remote_code=trust_remote_code,
-                                       allow_pickle=allow_pickle, merge=merge_adapters)
+                                       allow_pickle=allow_pickle, merge=merge_adapters,
+                                       alpha=stamp.alpha if alpha is None else alpha)
         if max_seq_length is not None:
             model.max_seq_length = max_seq_length
         return model
@@ -205,9 +208,10 @@ def _load_base(location: str, stamp: ArtifactStamp, *, device: str | None, trust
 
 
 def _load_adapter_artifact(resolved: ResolvedModel, stamp: ArtifactStamp, *, device: str | None,
-                           trust_remote_code: bool, allow_pickle: bool = False, merge: bool = True) -> SentenceTransformer:
+                           trust_remote_code: bool, allow_pickle: bool = False, merge: bool = True,
+                           alpha: float | None = None) -> SentenceTransformer:
     """The base model with the adapter (LoRA weights and any fully trained modules) loaded onto it,
-    merged into the weights when `merge`."""
+    scaled by `alpha` and merged into the weights when `merge`."""
     model = _load_base(resolved.location, stamp, device=device, trust_remote_code=trust_remote_code,
                        allow_pickle=allow_pickle)
     try:
@@ -218,13 +222,35 @@ def _load_adapter_artifact(resolved: ResolvedModel, stamp: ArtifactStamp, *, dev
                 # peft reads transformers' deprecated `is_gradient_checkpointing`; nothing a user can act on
                 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
                 peft_model = PeftModel.from_pretrained(model.transformers_model, resolved.location)
+            scale_adapter(peft_model, alpha)
             model[0].model = peft_model.merge_and_unload()
         else:
             model.load_adapter(resolved.location)
+            scale_adapter(model.transformers_model, alpha)
     except Exception as exc:  # peft raises several types for bad adapter files
         raise ModelError(f"{resolved.location}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
     model._retrieval_ft_source = resolved  # type: ignore[attr-defined]
     return model
+
+
+def scale_adapter(module: Any, alpha: float | None) -> None:
+    """Blend an adapter with the base it sits on, in place: LoRA's delta B x A scaled by `alpha`
+    (B times alpha) and fully trained modules (peft's modules_to_save) set to original + alpha x
+    (trained - original). None or 1 leaves the adapter as trained."""
+    if alpha is None or alpha == 1.0:
+        return
+    import torch
+    from peft.utils import ModulesToSaveWrapper
+
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if ".lora_B." in name or ".lora_embedding_B." in name:
+                p.mul_(alpha)
+        for wrapper in (m for m in module.modules() if isinstance(m, ModulesToSaveWrapper)):
+            original = dict(wrapper.original_module.named_parameters())
+            for trained in wrapper.modules_to_save.values():
+                for name, p in trained.named_parameters():
+                    p.copy_(torch.lerp(original[name], p, float(alpha)))
 
 
 # -- fine-tuning methods, decided in one place --------------------------------------------------
@@ -317,17 +343,42 @@ def document_side(model: SentenceTransformer) -> SentenceTransformer:
     return model
 
 
-def merge_adapter(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+def merge_adapter(folder: str | os.PathLike[str], out: str | os.PathLike[str], alpha: float | None = None) -> Path:
     """Write to `out` a plain model whose weights are the base with the adapter merged in (LoRA
-    folded into the linear layers, fully trained modules swapped in); its stamp says so."""
+    folded into the linear layers, fully trained modules swapped in), scaled by `alpha` (default:
+    the stamp's); its stamp says so. With `alpha`, a full artifact is blended with its base instead:
+    weights = base + alpha x (artifact - base)."""
     from ._io import atomic_dir, write_json_atomic
 
     stamp = read_stamp(folder)
-    if stamp is None or stamp.artifact is not ArtifactKind.ADAPTER:
-        raise ModelError(f"{folder}: not a LoRA/hybrid adapter artifact (no adapter stamp); nothing to merge.")
-    merged = load_model(folder, device="cpu")
-    merged_stamp = replace(stamp, artifact=ArtifactKind.FULL, merged_from=str(Path(folder).resolve()))
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise ModelError(f"--alpha must be in [0, 1], got {alpha!r}.")
+    if stamp is not None and stamp.artifact is ArtifactKind.FULL and alpha is not None:
+        merged = _blend_full(str(folder), stamp, alpha)
+        applied = (stamp.alpha if stamp.alpha is not None else 1.0) * alpha
+    elif stamp is None or stamp.artifact is not ArtifactKind.ADAPTER:
+        raise ModelError(f"{folder}: not a LoRA/hybrid adapter artifact (no adapter stamp); nothing to merge"
+                         + (" (a query-only artifact holds its blend; train again with --interpolate)."
+                            if stamp is not None and stamp.artifact is ArtifactKind.QUERY_ONLY else "."))
+    else:
+        merged = load_model(folder, device="cpu", alpha=alpha)
+        applied = alpha if alpha is not None else stamp.alpha
+    merged_stamp = replace(stamp, artifact=ArtifactKind.FULL, merged_from=str(Path(folder).resolve()), alpha=applied)
     with atomic_dir(out) as tmp:
         merged.save(str(tmp))
         write_json_atomic(tmp / STAMP, merged_stamp.to_dict())
     return Path(out)
+
+
+def _blend_full(folder: str, stamp: ArtifactStamp, alpha: float) -> SentenceTransformer:
+    """A full artifact blended with the base named in its stamp: base + alpha x (artifact - base)."""
+    import torch
+
+    tuned = load_model(folder, device="cpu")
+    base = dict(_load_base(folder, stamp, device="cpu", trust_remote_code=False).named_parameters())
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if name not in base or base[name].shape != p.shape:
+                raise ModelError(f"{folder}: weight {name} does not match the base's; it cannot be blended with it.")
+            p.copy_(torch.lerp(base[name], p, float(alpha)))
+    return tuned

@@ -213,7 +213,7 @@ def run(config: RunConfig, *, resume: bool = False) -> RunReport:
     logger.info("base model: %s %.4f", headline, base.metrics[headline])
     base_guards = evaluate_guards(base_encoder, guard_sets, config.eval, "base model")
 
-    tuned = tune_and_evaluate(config.model, dataset, config.train, out / "model", config.eval, guard_sets,
+    tuned = tune_and_evaluate(config.model, dataset, config.training, out / "model", config.eval, guard_sets,
                               train_data=train_data, resume=resume, unknown_ids=config.unknown_ids,
                               save_index=out / "index")
     logger.info("tuned model: %s %.4f (base %.4f)", headline, tuned.result.metrics[headline], base.metrics[headline])

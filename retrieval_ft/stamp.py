@@ -98,7 +98,7 @@ class ArtifactStamp(Record, error=ModelError, fix=_FIX):
     total_params: int | None = None
     preparation: dict[str, Any] | None = None
     best_dev_ndcg: float | None = recorded_as("best_dev_ndcg@10")
-    dev_history: list[dict[str, float]] | None = None
+    dev_history: list[dict[str, Any]] | None = None  # per evaluation: step, epoch, ndcg@10 (and guards, selection)
     best_checkpoint: str | None = None
     versions: dict[str, str] | None = None
     created: str | None = None

@@ -4,10 +4,12 @@ exit code. Heavy libraries (torch, transformers, faiss) are imported inside them
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 
 from .._launch import launch_env
 from ..config import DEFAULT_PART_SIZE, EvalConfig, ImageCheck, IndexConfig, TrainConfig, from_dict
+from ..config.base import resolver
 from ..errors import ConfigError
 from .options import config_values, encode_config
 
@@ -42,7 +44,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..config import load_yaml
 
     values = load_yaml(args.config) if args.config else {}
+    if isinstance(values.get("guards"), list) and args.config:  # paths relative to the config file
+        rel = resolver(args.config)
+        values["guards"] = [{**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g for g in values["guards"]]
     values.update(config_values(args, TrainConfig))
+    if args.guard_sets:
+        values["guards"] = [_guard_flag(text) for text in args.guard_sets]
     if args.negatives is not None:
         values["hard_negatives"] = {**values.get("hard_negatives", {}), "enabled": args.negatives > 0,
                                     "num": max(1, args.negatives)}
@@ -60,13 +67,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{result.train_seconds:.0f} s; peak memory {result.peak_memory_mb:.0f} MB")
     print(f"  trainable parameters {result.trainable_params:,} of {result.total_params:,}; "
           f"artifact {result.artifact_bytes / 2**20:.1f} MB")
+    guard = result.stamp.guard
+    if guard is not None and guard.base:
+        changes = ", ".join(f"{n} {guard.base[n]:.4f} -> {v:.4f} ({v - guard.base[n]:+.4f})"
+                            for n, v in (guard.final or {}).items())
+        print(f"  guard samples (max drop {guard.max_drop:g}): {changes}")
+    if guard is not None:
+        print(f"  blend with the base: {guard.reason}")
     return EXIT_OK
+
+
+def _guard_flag(text: str) -> dict[str, str]:
+    """`--guard NAME=PATH` as a guard set entry, or a one-line error naming the flag."""
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise ConfigError(f"--guard {text!r}: expected NAME=PATH, e.g. --guard cranfield=data/cranfield.")
+    if not os.path.exists(path):
+        raise ConfigError(f"--guard {text!r}: {path} does not exist; give the folder of a dataset with a test split.")
+    return {"name": name.strip(), "data": path}
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
     from ..models import merge_adapter
 
-    out = merge_adapter(args.adapter, args.out)
+    out = merge_adapter(args.adapter, args.out, alpha=args.alpha)
     print(f"merged model written to {out}")
     return EXIT_OK
 

@@ -21,9 +21,11 @@ def choices(kind: type[enum.Enum]) -> list[str]:
 
 
 def _plain_type(tp: Any) -> Any:
-    """`int | None` -> int; `tuple[str, ...]` -> tuple."""
+    """`int | None` -> int; `tuple[str, ...]` -> tuple; a union of several kinds (`str | float`) is
+    given as text and read by the config."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        kinds = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = kinds[0] if len(kinds) == 1 else str
     return typing.get_origin(tp) or tp
 
 

@@ -79,6 +79,11 @@ def _train(sub: Any) -> None:
         add_field(tr, TrainConfig, name)
     tr.add_argument("--hard-negatives", type=int, metavar="N", dest="negatives",
                     help="mine N hard negatives per pair with the base model")
+    tr.add_argument("--guard", action="append", metavar="NAME=PATH", dest="guard_sets",
+                    help="a guard set watched while training (a general-domain dataset the model must not get "
+                         "worse on; its test split); repeat for several. Replaces the config's train.guards")
+    add_field(tr, TrainConfig, "max_guard_drop")
+    add_field(tr, TrainConfig, "interpolate", metavar="auto|A|off")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     tr.add_argument("--drop-unknown-judgments", action="store_true", help=UNKNOWN_IDS_HELP)
     # batch size and precision are the training's own (precision also encodes); the cache is evaluate's
@@ -91,6 +96,9 @@ def _merge(sub: Any) -> None:
                         description="Write a plain model folder whose embeddings equal the adapter's.")
     mg.add_argument("adapter", help="adapter folder written by `retrieval-ft train --method lora|hybrid`")
     mg.add_argument("--out", required=True, help="folder for the merged model")
+    mg.add_argument("--alpha", type=float, metavar="A",
+                    help="blend with the base, weights = base + A x (tuned - base), A in [0, 1] (default: the "
+                         "artifact's own alpha); a full artifact is blended with its base")
 
 
 def _encode(sub: Any) -> None:

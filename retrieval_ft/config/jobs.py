@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
@@ -11,7 +11,6 @@ from .base import _enum, did_you_mean, documented, from_dict, load_yaml, option,
 from .evaluation import EvalConfig
 from .gate import GateConfig
 from .training import GuardSet, Method, TrainConfig
-
 
 GENERATED_DATA = ("demo", "demo-pages")  # datasets `run` generates instead of reading
 GENERATED_MODELS = ("tiny-clip",)  # encoders `run` builds instead of loading
@@ -68,6 +67,12 @@ class RunConfig:
                                   f"to eval.metrics or gate on an evaluated metric.")
 
     @property
+    def training(self) -> TrainConfig:
+        """The training settings, watching the run's guard sets unless `train.guards` names its own
+        (an empty list: none)."""
+        return self.train if self.train.guards is not None else replace(self.train, guards=self.guards)
+
+    @property
     def headline_metric(self) -> str:
         """The metric reports lead with: the gate's first (gate rules always name one)."""
         return self.gate.rules.metrics[0]
@@ -81,6 +86,10 @@ def _model_and_guards(values: dict[str, Any], path: str, rel: Callable[[Any], An
     model = values.get("model")
     if isinstance(model, str) and model not in GENERATED_MODELS and os.path.exists(rel(model)):
         values["model"] = rel(model)
+    train = values.get("train")
+    if isinstance(train, dict) and isinstance(train.get("guards"), list):
+        values["train"] = {**train, "guards": [{**g, "data": rel(g.get("data"))} if isinstance(g, dict) else g
+                                               for g in train["guards"]]}
     guards = values.get("guards") or []
     if not isinstance(guards, list):
         raise ConfigError(f"{path}: guards must be a list of {{name, data, split}} mappings.")

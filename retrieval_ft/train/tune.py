@@ -40,7 +40,7 @@ from ..errors import ConfigError, DataError
 from ..models import parameter_counts, query_document_model
 from ..precision import resolve_precision
 from ..results import library_versions
-from ..stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, TrainingDataInfo
+from ..stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, GuardRecord, TrainingDataInfo
 from . import progress
 from .checkpoints import CHECKPOINTS, RUN_SETTINGS, check_same_run, checkpoint_to_resume
 from .distributed import (
@@ -56,6 +56,7 @@ from .measure import folder_bytes, peak_memory_mb, reset_peak_memory
 from .methods import MethodSetup, query_only_setup, shared_towers_setup
 from .negatives import mine_hard_negatives
 from .rows import DEV_METRIC, TrainingData, training_data, training_set
+from .watch import blend, history_entry, kept_step, record, watch
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -70,7 +71,7 @@ class TrainResult:
     artifact: Path
     method: str
     best_dev_ndcg: float | None
-    history: list[dict[str, float]]  # dev NDCG@10 per evaluation (step, epoch)
+    history: list[dict[str, Any]]  # per dev evaluation: step, epoch, ndcg@10 (and guards, selection)
     train_seconds: float
     peak_memory_mb: float
     trainable_params: int
@@ -237,7 +238,8 @@ def _training_arguments(job: TrainingJob, setup: MethodSetup, schedule: _Schedul
         save_steps=schedule.eval_steps,
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model=f"eval_dev_{DEV_METRIC}",
+        # dev NDCG@10, or with guard sets the selection score (guards.selection_score)
+        metric_for_best_model=f"eval_{setup.evaluator.name}_{setup.evaluator.primary_metric}",
         greater_is_better=True,
         logging_steps=max(1, schedule.eval_steps // 2),
         report_to="none",
@@ -315,10 +317,10 @@ class _Facts:
     peak_memory_mb: float
 
 
-def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, trainer: Any, facts: _Facts) -> ArtifactStamp:
+def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, trainer: Any, facts: _Facts,
+                    history: list[dict[str, Any]], guard: GuardRecord | None) -> ArtifactStamp:
     """What made the artifact."""
     config, base, state = job.config, job.base, trainer.state
-    history = _dev_history(trainer, setup.evaluator)
     return ArtifactStamp(
         artifact=_artifact_kind(config.method),
         method=config.method.value,
@@ -347,6 +349,8 @@ def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, train
         best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
         versions=library_versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        alpha=guard.alpha if guard is not None else None,
+        guard=guard,
     )
 
 
@@ -441,6 +445,7 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
     progress.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
                     len(dev_docs))
     setup = (query_only_setup if config.method is Method.QUERY_ONLY else shared_towers_setup)(job, negs, dev_docs)
+    watched = watch(job, setup)  # guard sets and the blend with the base, where asked
     base_length = setup.train_model.max_seq_length
     if config.max_seq_length is not None:
         setup.train_model.max_seq_length = config.max_seq_length
@@ -452,18 +457,21 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
                     config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
     distributed = _world_record(job.world, schedule, setup.loss, config.batch_size)
     seconds, peak = _train(job, trainer)
+    history = _dev_history(trainer, setup.evaluator)
+    guard = None
+    if watched is not None:
+        guard = record(watched, config, blend(job, watched, trainer, history), kept_step(trainer))
     final = _final_model(job, setup, trainer, base_length)
     facts = _Facts(len(train_set), len(dev_docs), parameters, distributed, seconds, peak)
-    stamp = _artifact_stamp(job, negs, setup, trainer, facts)
+    stamp = _artifact_stamp(job, negs, setup, trainer, facts, history, guard)
     # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);
     # the others wait until it is complete, then report rank 0's run
     return written_by_main(job.world, lambda: _write(job.out, final, stamp, facts))
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _dev_history(trainer: Any, evaluator: Any) -> list[dict[str, float]]:
-    """Dev NDCG@10 per evaluation, from the trainer's log (which survives a resume)."""
-    key = f"eval_dev_{DEV_METRIC}"
-    history = [{"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), DEV_METRIC: float(e[key])}
-               for e in trainer.state.log_history if key in e]
+def _dev_history(trainer: Any, evaluator: Any) -> list[dict[str, Any]]:
+    """Dev NDCG@10 (and guard samples, selection) per evaluation, from the trainer's log (which
+    survives a resume)."""
+    history = [h for h in map(history_entry, trainer.state.log_history) if h is not None]
     return history or list(evaluator.history)
