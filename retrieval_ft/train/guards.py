@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 
-from ..config import GuardSet, TrainConfig
+from .._progress import progress
+from ..config import GuardSet, Precision, TrainConfig
 from ..data import load_dataset
 from ..encode import Encoder, Item, document_inputs
 from ..errors import DataError
+from ..precision import autocast
 from .dev_eval import DevNDCG, dev_corpus
 from .rows import DEV_METRIC
 
@@ -106,9 +108,10 @@ class GuardedDevNDCG(SentenceEvaluator):
     queries are re-encoded; else the documents are re-encoded at every evaluation."""
 
     def __init__(self, dev: DevNDCG, samples: Sequence[GuardSample], max_drop: float,
-                 fixed_guard_vectors: Mapping[str, np.ndarray] | None = None) -> None:
+                 fixed_guard_vectors: Mapping[str, np.ndarray] | None = None,
+                 precision: Precision = Precision.FP32) -> None:
         super().__init__()
-        self.dev, self.samples, self.max_drop = dev, list(samples), max_drop
+        self.dev, self.samples, self.max_drop, self.precision = dev, list(samples), max_drop, precision
         self.guards = {
             s.guard.name: DevNDCG(s.queries, s.qrels, s.doc_ids,
                                   None if fixed_guard_vectors is not None else s.doc_items,
@@ -122,15 +125,17 @@ class GuardedDevNDCG(SentenceEvaluator):
         self.history: list[dict[str, Any]] = []
 
     def point(self, model: Any) -> tuple[float, dict[str, float]]:
-        """(dev NDCG@10, {guard: NDCG@10}) of `model` as it is now."""
-        dev = self.dev(model)[f"{self.name}_{DEV_METRIC}"]
-        return dev, {name: g(model)[f"{g.name}_{DEV_METRIC}"] for name, g in self.guards.items()}
+        """(dev NDCG@10, {guard: NDCG@10}) of `model` as it is now, encoded in the training's precision
+        (bf16 autocast where training uses it: every figure compared is measured the same way)."""
+        with autocast(self.precision, model.device):
+            dev = self.dev(model)[f"{self.name}_{DEV_METRIC}"]
+            return dev, {name: g(model)[f"{g.name}_{DEV_METRIC}"] for name, g in self.guards.items()}
 
     def measure_base(self, model: Any) -> None:
         """The base's figures (`model` before any step), which guard drops are measured against."""
         self.base_dev, self.base = self.point(model)
         shown = ", ".join(f"{n} {v:.4f}" for n, v in self.base.items())
-        logger.info("base: dev %s %.4f%s", DEV_METRIC, self.base_dev, f"; guard samples: {shown}" if shown else "")
+        progress.info("base: dev %s %.4f%s", DEV_METRIC, self.base_dev, f"; guard samples: {shown}" if shown else "")
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         if self.base is None:

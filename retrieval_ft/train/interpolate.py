@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._progress import progress
 from .guards import guard_drops, within
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def search_alpha(evaluate: Callable[[float], Point], mode: str | float, base_poi
     def measure(alpha: float) -> None:
         if 0.0 <= alpha <= 1.0 and alpha not in points:
             points[alpha] = evaluate(alpha)
-            logger.info("interpolation: alpha %.3f: dev %.4f%s", alpha, points[alpha].dev,
+            progress.info("blend alpha %.3f: dev %.4f%s", alpha, points[alpha].dev,
                         f", worst guard {_worst(points[alpha], base)}" if base else "")
 
     if mode == "auto":

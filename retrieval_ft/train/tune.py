@@ -445,10 +445,12 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
     progress.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
                     len(dev_docs))
     setup = (query_only_setup if config.method is Method.QUERY_ONLY else shared_towers_setup)(job, negs, dev_docs)
-    watched = watch(job, setup)  # guard sets and the blend with the base, where asked
     base_length = setup.train_model.max_seq_length
     if config.max_seq_length is not None:
         setup.train_model.max_seq_length = config.max_seq_length
+    # guard sets and the blend with the base, where asked: the base is measured at the training length,
+    # as every evaluation is
+    watched = watch(job, setup)
     train_set = training_set(setup.rows)
     parameters = parameter_counts(setup.train_model)
     schedule = _schedule(config, job.world, len(train_set))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Method, TrainConfig
 from ..stamp import GuardRecord
+from . import progress
 from .distributed import from_main
 from .guards import GUARD_PREFIX, SELECTION, GuardedDevNDCG, GuardSample, fixed_guard_vectors, guard_samples
 from .interpolate import Blend, Choice, Point, search_alpha
@@ -42,13 +43,14 @@ def watch(job: TrainingJob, setup: MethodSetup) -> Watch | None:
         return None
     samples = guard_samples(config.guards or (), config)
     for s in samples:
-        logger.info("guard set %s: a sample of %d queries and %d documents (%s, split %s)", s.guard.name,
-                    len(s.queries), len(s.doc_ids), s.guard.data, s.guard.split)
+        progress.stage("guard set %s: a sample of %d queries and %d documents (%s, split %s)", s.guard.name,
+                       len(s.queries), len(s.doc_ids), s.guard.data, s.guard.split)
     # query-only documents keep the base's vectors: encode each sample's documents once
     fixed = fixed_guard_vectors(job.base, samples) if config.method is Method.QUERY_ONLY and samples else None
-    evaluator = GuardedDevNDCG(setup.evaluator, samples, config.max_guard_drop, fixed)
+    evaluator = GuardedDevNDCG(setup.evaluator, samples, config.max_guard_drop, fixed, job.precision)
     setup.evaluator = evaluator
     blend = Blend(setup.train_model) if config.interpolation != "off" else None
+    progress.stage("measuring the base on the dev set%s", " and the guard samples" if samples else "")
     evaluator.measure_base(setup.train_model)
     return Watch(evaluator, samples, blend, config.interpolation)
 
@@ -90,6 +92,7 @@ def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]
     if w.blend is None:
         return Choice(1.0, [base_point, tuned_point], "interpolation off: the kept checkpoint as trained")
     w.blend.capture(model)
+    progress.stage("choosing the blend with the base (%s)", "searching alpha" if w.mode == "auto" else f"alpha {w.mode}")
 
     def measure(alpha: float) -> Point:
         assert w.blend is not None
@@ -99,7 +102,7 @@ def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]
     choice = from_main(job.world, search_alpha(measure, w.mode, base_point, tuned_point, job.config.max_guard_drop))
     adapter = job.config.method in (Method.LORA, Method.HYBRID)
     w.blend.apply(model, 1.0 if adapter else choice.alpha)
-    logger.info("interpolation: %s", choice.reason)
+    progress.stage("blend with the base: %s", choice.reason)
     return choice
 
 
