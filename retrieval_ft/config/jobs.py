@@ -12,7 +12,6 @@ from .evaluation import EvalConfig
 from .gate import GateConfig
 from .training import GuardSet, Method, TrainConfig
 
-
 GENERATED_DATA = ("demo", "demo-pages")  # datasets `run` generates instead of reading
 GENERATED_MODELS = ("tiny-clip",)  # encoders `run` builds instead of loading
 
