@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .pipeline import evaluate, evaluate_guards, generated_inputs, tune_and_evaluate
 from .report import bench_markdown, quality_cost_svg
 from .results import EvaluationResult, library_versions
+from .stamp import ArtifactStamp
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +48,15 @@ def _summary(values: list[float]) -> dict[str, Any]:
 def _tune_seed(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDataset,
               guards: dict[str, tuple[IRDataset, str]], base_encoder: Encoder,
               ) -> tuple[EvaluationResult, dict[str, EvaluationResult], dict[str, Any]]:
-    """Tune one method with one seed and evaluate it on the test split and every guard set.
+    """Tune one method with one seed and evaluate it on the test split and every guard set: (test
+    result, guard results, cost with the artifact's `alpha`). A guarded method trains watching the
+    guard sets.
 
     The outcome is kept in WORK/NAME/<method>-<seed>.json, keyed by everything that decides it
     (base model fingerprint, data, training and evaluation settings): a rerun after a crash or a
     stop reuses finished (method, seed) pairs, and an interrupted training resumes from its last
     checkpoint."""
-    train_config = spec.train_config(seed)
+    train_config = spec.train_config(seed, tuple(g for g in config.guards if g.name in guards))
     key = hash_strings([json.dumps({"train": to_dict(train_config), "eval": to_dict(config.eval),
                                     "guards": {n: [d.fingerprint(s), s] for n, (d, s) in guards.items()}},
                                    sort_keys=True, default=str),
@@ -66,7 +69,8 @@ def _tune_seed(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDat
             if saved.get("key") == key:
                 logger.info("bench %s: %s, seed %d: reusing %s", config.name, spec.name, seed, record)
                 return (EvaluationResult.from_dict(saved["test"], str(record)),
-                        {n: EvaluationResult.from_dict(r, str(record)) for n, r in saved["guards"].items()}, saved["cost"])
+                        {n: EvaluationResult.from_dict(r, str(record)) for n, r in saved["guards"].items()},
+                        {**saved["cost"], "alpha": saved.get("alpha")})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("bench %s: ignoring unreadable %s (%s)", config.name, record, exc)
     logger.info("bench %s: %s, seed %d", config.name, spec.name, seed)
@@ -85,10 +89,19 @@ def _tune_seed(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDat
             "trainable_params": trained.trainable_params, "artifact_bytes": trained.artifact_bytes,
             "reencode_seconds": result.timings.get("encode_corpus", 0.0), "resumed": resume,
             "wall_seconds": time.perf_counter() - start}  # tune + test + guard evaluations
+    alpha = _stamped_alpha(trained.stamp)
     write_json_atomic(record, {"key": key, "method": spec.name, "seed": seed, "test": result.to_dict(),
-                               "guards": {n: r.to_dict() for n, r in guard_results.items()}, "cost": cost})
+                               "guards": {n: r.to_dict() for n, r in guard_results.items()}, "cost": cost,
+                               "alpha": alpha})
     pending.unlink(missing_ok=True)
-    return result, guard_results, cost
+    return result, guard_results, {**cost, "alpha": alpha}
+
+
+def _stamped_alpha(stamp: ArtifactStamp) -> float | None:
+    """The blend with the base an artifact was stamped with (None: not blended)."""
+    if stamp.alpha is not None:
+        return stamp.alpha
+    return stamp.guard.alpha if stamp.guard is not None else None
 
 
 def _inputs(config: BenchConfig) -> tuple[BenchConfig, IRDataset, dict[str, tuple[IRDataset, str]], int]:
@@ -135,8 +148,10 @@ def _method_entry(spec: BenchMethod, by_seed: list[EvaluationResult], guard_by_s
     main = compare(base, _seed_mean(by_seed, base), cmp).metrics
     # re-index cost: seconds to re-encode the collection, over the seeds that did (not from the cache)
     cold = [c["reencode_seconds"] for c, r in zip(costs, by_seed, strict=True) if not r.cache.get("hit")]
+    alphas = [c["alpha"] for c in costs if c.get("alpha") is not None]
     entry: dict[str, Any] = {
-        "method": spec.method.value, "train": spec.train,
+        "method": spec.method.value, "train": spec.train, "guarded": spec.guarded,
+        "alpha": _summary(alphas) if alphas else None,  # of the seeds whose artifact is a blend with the base
         "metrics": {m: _summary([r.metrics[m] for r in by_seed]) for m in metrics},
         "delta": {m: main[m].delta for m in metrics},
         "p_value": {m: main[m].p_value for m in metrics},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
@@ -112,13 +112,20 @@ class BenchMethod:
     name: str = option(help="the name tables use (not 'base')")
     method: Method = option(help="full, lora, hybrid or query-only")
     train: dict[str, Any] = option(default_factory=dict, help="TrainConfig fields for this method")
+    guarded: bool = option(False, "train with the bench's guard sets as train.guards (checkpoint selection and "
+                                  "interpolation keep them within train.max_guard_drop; interpolate defaults to auto)")
 
     def __post_init__(self) -> None:
         _enum(self, "method", Method)
+        if self.guarded and "guards" in self.train:
+            raise ConfigError(f"methods.{self.name}: guarded trains with the bench's guard sets; remove train.guards "
+                              "(or guarded: true) so one of them says which sets are watched.")
         from_dict(TrainConfig, {**self.train, "method": self.method.value}, f"methods.{self.name}.train")
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return from_dict(TrainConfig, {**self.train, "method": self.method.value, "seed": seed})
+    def train_config(self, seed: int, guards: tuple[GuardSet, ...] = ()) -> TrainConfig:
+        """This method's training settings for `seed`; a guarded method watches `guards` (the bench's)."""
+        config = from_dict(TrainConfig, {**self.train, "method": self.method.value, "seed": seed})
+        return replace(config, guards=tuple(guards)) if self.guarded else config
 
 
 @documented
@@ -146,6 +153,10 @@ class BenchConfig:
             raise ConfigError(f"method names must be unique and not 'base', got {names}.")
         if not self.seeds:
             raise ConfigError("seeds: give at least one seed.")
+        guarded = [m.name for m in self.methods if m.guarded]
+        if guarded and not self.guards:
+            raise ConfigError(f"methods.{guarded[0]}: guarded needs the bench's guard sets; add guards: "
+                              "[{name, data, split}] or set guarded: false.")
 
 
 def load_bench_config(path: str, overrides: dict[str, Any] | None = None) -> BenchConfig:

@@ -155,7 +155,7 @@ def guard_svg(guard: GuardRecord, history: Sequence[Mapping[str, Any]] | None = 
              f'{-drop:+g}</text>',
              f'<line x1="{pad}" y1="{sy(0):.1f}" x2="{width - pad / 2}" y2="{sy(0):.1f}" stroke="#999"/>',
              f'<line x1="{sx(0):.1f}" y1="{pad / 2}" x2="{sx(0):.1f}" y2="{height - pad}" stroke="#999"/>',
-             f'<text x="{width / 2:.0f}" y="{height - 20}" text-anchor="middle">worst guard change in NDCG@10 (vs base)</text>',
+             f'<text x="{width / 2:.0f}" y="{height - 24}" text-anchor="middle">worst guard change in NDCG@10 (vs base)</text>',
              f'<text x="14" y="{height / 2:.0f}" transform="rotate(-90 14 {height / 2:.0f})" text-anchor="middle">'
              "in-domain dev gain in NDCG@10 (vs base)</text>"]
     for points, color, cls in ((over, "#ef6c00", "checkpoints"), (along, "#1565c0", "alpha")):
@@ -164,11 +164,22 @@ def guard_svg(guard: GuardRecord, history: Sequence[Mapping[str, Any]] | None = 
         x, y = sx(chosen[1]), sy(chosen[2])
         parts.append(f'<circle class="chosen" cx="{x:.1f}" cy="{y:.1f}" r="9" fill="none" stroke="#000" stroke-width="2"/>'
                      f'<text x="{x + 11:.1f}" y="{y - 8:.1f}" font-weight="bold">{esc(chosen[0])}</text>')
-    parts.append(f'<rect x="{pad + 6}" y="{pad / 2 + 4}" width="10" height="3" fill="#1565c0"/><text x="{pad + 20}" '
-                 f'y="{pad / 2 + 9}">along alpha</text><rect x="{pad + 6}" y="{pad / 2 + 18}" width="10" height="3" '
-                 f'fill="#ef6c00"/><text x="{pad + 20}" y="{pad / 2 + 23}">over checkpoints (alpha 1)</text>')
+    parts.append(_ticks(sx, sy, (min(xs) - xpad, max(xs) + xpad), (min(ys) - ypad, max(ys) + ypad)))
+    parts.append(f'<rect x="{pad}" y="{height - 10}" width="10" height="3" fill="#1565c0"/><text x="{pad + 14}" '
+                 f'y="{height - 5}">along alpha</text><rect x="{pad + 110}" y="{height - 10}" width="10" height="3" '
+                 f'fill="#ef6c00"/><text x="{pad + 124}" y="{height - 5}">over checkpoints (alpha 1)</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _ticks(sx: Any, sy: Any, xr: tuple[float, float], yr: tuple[float, float]) -> str:
+    """The values at the ends of each axis and at 0."""
+    out = []
+    for v in sorted({xr[0], 0.0, xr[1]}):
+        out.append(f'<text x="{sx(v):.1f}" y="{sy(yr[0]) + 13:.1f}" text-anchor="middle" fill="#666">{v:+.3f}</text>')
+    for v in sorted({yr[0], 0.0, yr[1]}):
+        out.append(f'<text x="{sx(xr[0]) - 4:.1f}" y="{sy(v) + 4:.1f}" text-anchor="end" fill="#666">{v:+.3f}</text>')
+    return "".join(out)
 
 
 def _line(points: list[Point], sx: Any, sy: Any, color: str, cls: str) -> str:
