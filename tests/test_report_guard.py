@@ -16,7 +16,8 @@ from retrieval_ft.report import guard_markdown, guard_svg, run_html, run_markdow
 from retrieval_ft.report.guard import tradeoff_points, worst_change
 from retrieval_ft.results import RunReport, TrainSummary
 from retrieval_ft.stamp import ArtifactStamp, GuardRecord
-from tests.test_gate_warning import NDCG, RECALL, moved, result
+
+from .test_gate_warning import NDCG, RECALL, moved, result
 
 SVG = "{http://www.w3.org/2000/svg}"
 BASE = {"cranfield": 0.40, "cisi": 0.20}

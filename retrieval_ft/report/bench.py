@@ -120,7 +120,7 @@ def bench_goals(results: dict[str, Any], metric: str, alpha: float = 0.05, lora_
         gap = methods["full"]["metrics"][metric]["mean"] - methods["lora"]["metrics"][metric]["mean"]
         lines.append(f"{'met' if gap <= lora_gap else 'NOT met'}: lora within {lora_gap} of full "
                      f"(full - lora = {gap:+.4f})")
-    twins = {n: _twin(methods, e) for n, e in methods.items() if is_guarded(e)}
+    twins = {n: _twin(methods, methods[n]) for n in table_order(results) if is_guarded(methods[n])}
     for name, e in methods.items():
         worst = worst_guard(e, metric)
         if worst is not None and twins.get(name) is None:  # a guarded method with a twin: its own goal below
