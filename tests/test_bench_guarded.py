@@ -3,19 +3,21 @@ from a hand-made results dict (no training)."""
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from retrieval_ft.bench import _method_entry, _stamped_alpha
+from retrieval_ft.bench import _method_entry, _tuning
 from retrieval_ft.config import BenchMethod, Method, load_bench_config
 from retrieval_ft.errors import ConfigError
-from retrieval_ft.report import bench_goals, bench_markdown, quality_cost_svg
+from retrieval_ft.report import bench_goals, bench_markdown, guard_plots, quality_cost_svg
 from retrieval_ft.stamp import ArtifactStamp
 
 from .test_gate_warning import NDCG, RECALL, moved, result
+from .test_report_guard import HISTORY, guard_record
 
 SVG = "{http://www.w3.org/2000/svg}"
 METRICS = ["ndcg@10", "recall@100"]
@@ -54,10 +56,12 @@ def test_bad_guarded_settings_are_refused(tmp_path: Path, methods: str, guards: 
         load_bench_config(str(_config(tmp_path, methods, guards)))
 
 
-def test_the_stamped_alpha_is_the_blend_or_none():
-    assert _stamped_alpha(ArtifactStamp.from_dict({"artifact": "full", "alpha": 0.7})) == 0.7
-    assert _stamped_alpha(ArtifactStamp.from_dict({"artifact": "adapter", "guard": {"alpha": 0.4}})) == 0.4
-    assert _stamped_alpha(ArtifactStamp.from_dict({"artifact": "full"})) is None
+def test_the_tuning_record_is_the_stamped_blend_and_guard_record():
+    assert _tuning(ArtifactStamp.from_dict({"artifact": "full", "alpha": 0.7})) == {"alpha": 0.7}
+    assert _tuning(ArtifactStamp.from_dict({"artifact": "full"})) == {"alpha": None}
+    stamp = ArtifactStamp.from_dict({"artifact": "adapter", "guard": guard_record().to_dict(), "dev_history": HISTORY})
+    tuning = _tuning(stamp)
+    assert tuning["alpha"] == 0.6 and tuning["guard"] == guard_record().to_dict() and tuning["dev_history"] == HISTORY
 
 
 def test_a_method_entry_records_guarded_and_the_alpha_over_seeds():
@@ -67,13 +71,14 @@ def test_a_method_entry_records_guarded_and_the_alpha_over_seeds():
     cost = {"train_seconds": 10.0, "peak_memory_mb": 100.0, "trainable_params": 5, "artifact_bytes": 9,
             "reencode_seconds": 1.0}
     spec = BenchMethod(name="full-guarded", method=Method.FULL, guarded=True)
-    entry = _method_entry(spec, seeds, guards, [{**cost, "alpha": 0.6}, {**cost, "alpha": 0.8}], base,
-                          {"cisi": guard_base}, METRICS, 100)
+    tunings = [{"alpha": 0.6, "seed": 1, "guard": guard_record().to_dict(), "dev_history": HISTORY},
+               {"alpha": 0.8, "seed": 2, "guard": guard_record().to_dict(), "dev_history": HISTORY}]
+    entry = _method_entry(spec, seeds, guards, [cost, cost], tunings, base, {"cisi": guard_base}, METRICS, 100)
     assert entry["guarded"] is True and entry["alpha"]["mean"] == pytest.approx(0.7)
-    assert entry["alpha"]["per_seed"] == [0.6, 0.8]
-    plain = _method_entry(BenchMethod(name="full", method=Method.FULL), seeds, guards, [cost, cost], base,
-                          {"cisi": guard_base}, METRICS, 100)
-    assert plain["guarded"] is False and plain["alpha"] is None
+    assert entry["alpha"]["per_seed"] == [0.6, 0.8] and entry["guard_tuning"]["seed"] == 1
+    plain = _method_entry(BenchMethod(name="full", method=Method.FULL), seeds, guards, [cost, cost],
+                          [{"alpha": None}, {"alpha": None}], base, {"cisi": guard_base}, METRICS, 100)
+    assert plain["guarded"] is False and plain["alpha"] is None and "guard_tuning" not in plain
 
 
 def _method(kind: str, mean: float, delta: float, guards: dict[str, float], seconds: float,
@@ -101,6 +106,8 @@ def _results(guarded: bool) -> dict[str, Any]:
     if guarded:
         methods["lora-guarded"] = _method("lora", 0.56, 0.06, {"cranfield": -0.02, "cisi": 0.0}, 150.0, True, 0.5)
         methods["full-guarded"] = _method("full", 0.595, 0.095, {"cranfield": -0.004, "cisi": 0.001}, 130.0, True, 0.7)
+        methods["full-guarded"]["guard_tuning"] = {"alpha": 0.6, "seed": 1, "guard": guard_record().to_dict(),
+                                                   "dev_history": HISTORY}
         methods["hybrid-guarded"] = _method("hybrid", 0.57, 0.07, {"cranfield": 0.0, "cisi": 0.0}, 140.0, True, 0.9)
     return {"name": "synth", "config": {"seeds": [1, 2], "model": "m", "data": "d"}, "methods": methods}
 
@@ -158,3 +165,52 @@ def test_the_plot_marks_guarded_methods_and_nothing_changes_without_them():
     assert "worst guard change" not in md and "keeps every guard" not in md
     plain_head, guarded_head = _rows(md, "method")[0], _rows(bench_markdown(_results(True), METRICS), "method")[0]
     assert guarded_head == plain_head + ["guarded", "alpha", "worst guard change"]
+
+
+def test_a_guard_tuning_record_gets_its_plot_embedded_in_the_markdown():
+    plots = guard_plots(_results(True))
+    assert list(plots) == ["synth-full-guarded-guard.svg"]
+    svg = ET.fromstring(plots["synth-full-guarded-guard.svg"])
+    assert any(c.get("class") == "chosen" for c in svg.iter(f"{SVG}circle"))
+    md = bench_markdown(_results(True), METRICS)
+    assert "- full-guarded (seed 1): alpha 0.6; alpha 0.6 has the best dev NDCG@10" in md
+    assert "](synth-full-guarded-guard.svg)" in md
+    assert guard_plots(_results(False)) == {} and "Guard-aware tuning" not in bench_markdown(_results(False), METRICS)
+
+
+def test_a_bench_trains_its_guarded_method_with_the_guard_sets(tmp_path: Path, tiny_model_path: Path, monkeypatch):
+    import retrieval_ft.train as train
+    from retrieval_ft.cli import main
+
+    from .conftest import write_beir
+
+    write_beir(tmp_path / "data", n_docs=60)
+    write_beir(tmp_path / "guard", n_docs=30, seed=9)
+    fast = "{max_steps: 2, batch_size: 8, lr: 0.01, warmup_ratio: 0.0}"
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"name: tiny\nmodel: {tiny_model_path}\ndata: data\nout: results\nwork: work\nseeds: [1]\n"
+                      "eval: {metrics: [ndcg@10, recall@20], k: 20, encode: {progress: false}}\n"
+                      "guards: [{name: topics, data: guard}]\n"
+                      f"methods:\n  lora-guarded: {{method: lora, guarded: true, train: {fast}}}\n"
+                      f"  lora: {{method: lora, train: {fast}}}\n")
+    seen = {}
+    finetune = train.finetune
+
+    def spy(model, data, train_config, out, **kwargs):
+        seen[Path(out).name] = train_config
+        return finetune(model, data, train_config, out, **kwargs)
+
+    monkeypatch.setattr(train, "finetune", spy)
+    assert main(["bench", str(config)]) == 0
+    assert [(g.name, g.data) for g in seen["lora-guarded-1"].guards] == [("topics", str(tmp_path / "guard"))]
+    assert seen["lora-guarded-1"].interpolation == "auto" and seen["lora-1"].guards is None
+    out = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    assert out["methods"]["lora-guarded"]["guarded"] is True and out["methods"]["lora"]["guarded"] is False
+    md = (tmp_path / "results" / "tiny.md").read_text()
+    rows = [line.split("|")[1].strip() for line in md.split("\n\n")[2].splitlines()[2:]]
+    assert rows == ["base", "lora", "lora-guarded"]  # the guarded one beside its twin, after it
+    assert "keeps every guard within 0.01 (mean over seeds" in md and "of its unguarded in-domain gain" in md
+    svg = ET.fromstring((tmp_path / "results" / "tiny.svg").read_text())
+    assert len([p for p in svg.iter(f"{SVG}polygon") if p.get("class") == "guarded"]) == 2  # the method and the legend
+    if out["methods"]["lora-guarded"].get("guard_tuning"):  # the stamp recorded the guard-aware tuning
+        assert (tmp_path / "results" / "tiny-lora-guarded-guard.svg").is_file()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..stamp import GuardRecord
 from ._markup import axis, esc
+from .guard import guard_svg
 
 
 def bench_markdown(results: dict[str, Any], metrics: list[str]) -> str:
@@ -18,6 +20,7 @@ def bench_markdown(results: dict[str, Any], metrics: list[str]) -> str:
              "Delta, p-value (paired t-test) and 95 % CI compare per-query values averaged over seeds with the base.", ""]
     lines += _methods_table(results, metrics) + _guards_table(results, metrics[0])
     lines += ["", "Goals:", ""] + [f"- {g}" for g in bench_goals(results, metrics[0])]
+    lines += _guard_tuning_lines(results)
     lines += _timing_lines(results.get("timing") or {})
     if results.get("command"):
         lines += ["", "Reproduce (from the project root):", "", "```", results["command"], "```"]
@@ -88,6 +91,34 @@ def _guards_table(results: dict[str, Any], metric: str) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(
             f"{e['guards'][g][metric]['delta']:+.4f} (p={e['guards'][g][metric]['p_value']:.3g})" for g in guard_names) + " |")
     return lines
+
+
+def guard_plots(results: dict[str, Any]) -> dict[str, str]:
+    """File name -> SVG of in-domain dev gain against the worst guard change (along alpha and over
+    checkpoints, the choice marked), one per method whose results carry a guard-aware tuning record
+    (its first seed's)."""
+    plots = {}
+    for name in table_order(results):
+        tuning = results["methods"][name].get("guard_tuning")
+        if tuning:
+            record = GuardRecord.from_dict(tuning["guard"], f"{results['name']} methods.{name}.guard_tuning", "guard.")
+            plots[f"{results['name']}-{name}-guard.svg"] = guard_svg(record, tuning.get("dev_history"))
+    return plots
+
+
+def _guard_tuning_lines(results: dict[str, Any]) -> list[str]:
+    """Per method with a guard-aware tuning record: its alpha and why, and its plot (guard_plots)."""
+    lines = []
+    for name in table_order(results):
+        tuning = results["methods"][name].get("guard_tuning")
+        if not tuning:
+            continue
+        guard = tuning["guard"]
+        alpha = "" if tuning.get("alpha") is None else f"alpha {tuning['alpha']:g}; "
+        lines += [f"- {name} (seed {tuning.get('seed')}): {alpha}{guard.get('reason') or 'no reason recorded'}", "",
+                  f"  ![{name}: in-domain dev gain against the worst guard change]({results['name']}-{name}-guard.svg)"]
+    return ["", "Guard-aware tuning (the first seed of each guarded method; dev gain against the worst guard change "
+                "on the guard samples, along alpha and over checkpoints):", "", *lines] if lines else []
 
 
 def _timing_lines(timing: dict[str, Any]) -> list[str]:
