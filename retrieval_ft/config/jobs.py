@@ -118,8 +118,8 @@ class BenchMethod:
     def __post_init__(self) -> None:
         _enum(self, "method", Method)
         if self.guarded and "guards" in self.train:
-            raise ConfigError(f"methods.{self.name}: guarded trains with the bench's guard sets; remove train.guards "
-                              "(or guarded: true) so one of them says which sets are watched.")
+            raise ConfigError(f"methods.{self.name}: guarded trains with the bench's guard sets, and train.guards names "
+                              "others; remove train.guards, or set guarded: false to watch those.")
         from_dict(TrainConfig, {**self.train, "method": self.method.value}, f"methods.{self.name}.train")
 
     def train_config(self, seed: int, guards: tuple[GuardSet, ...] = ()) -> TrainConfig:
