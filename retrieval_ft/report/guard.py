@@ -157,9 +157,9 @@ def guard_svg(guard: GuardRecord, history: Sequence[Mapping[str, Any]] | None = 
              f'<line x1="{sx(0):.1f}" y1="{pad / 2}" x2="{sx(0):.1f}" y2="{height - pad}" stroke="#999"/>',
              f'<text x="{width / 2:.0f}" y="{height - 24}" text-anchor="middle">worst guard change in NDCG@10 (vs base)</text>',
              f'<text x="14" y="{height / 2:.0f}" transform="rotate(-90 14 {height / 2:.0f})" text-anchor="middle">'
-             "in-domain dev gain in NDCG@10 (vs base)</text>"]
-    for points, color, cls in ((over, "#ef6c00", "checkpoints"), (along, "#1565c0", "alpha")):
-        parts.append(_line(points, sx, sy, color, cls))
+             "dev gain in NDCG@10 (vs base)</text>"]
+    for points, color, cls, dy in ((over, "#ef6c00", "checkpoints", -6), (along, "#1565c0", "alpha", 13)):
+        parts.append(_line(points, sx, sy, color, cls, dy))
     if chosen:
         x, y = sx(chosen[1]), sy(chosen[2])
         parts.append(f'<circle class="chosen" cx="{x:.1f}" cy="{y:.1f}" r="9" fill="none" stroke="#000" stroke-width="2"/>'
@@ -173,21 +173,25 @@ def guard_svg(guard: GuardRecord, history: Sequence[Mapping[str, Any]] | None = 
 
 
 def _ticks(sx: Any, sy: Any, xr: tuple[float, float], yr: tuple[float, float]) -> str:
-    """The values at the ends of each axis and at 0."""
+    """The values at the ends of each axis, and at 0 where it is not crowded by an end."""
     out = []
-    for v in sorted({xr[0], 0.0, xr[1]}):
-        out.append(f'<text x="{sx(v):.1f}" y="{sy(yr[0]) + 13:.1f}" text-anchor="middle" fill="#666">{v:+.3f}</text>')
-    for v in sorted({yr[0], 0.0, yr[1]}):
+    for v, anchor in ((xr[0], "start"), (0.0, "middle"), (xr[1], "end")):
+        if v == 0.0 and min(abs(sx(0.0) - sx(xr[0])), abs(sx(0.0) - sx(xr[1]))) < 60:
+            continue
+        out.append(f'<text x="{sx(v):.1f}" y="{sy(yr[0]) + 13:.1f}" text-anchor="{anchor}" fill="#666">{v:+.3f}</text>')
+    for v in (yr[0], 0.0, yr[1]):
+        if v == 0.0 and min(abs(sy(0.0) - sy(yr[0])), abs(sy(0.0) - sy(yr[1]))) < 14:
+            continue
         out.append(f'<text x="{sx(xr[0]) - 4:.1f}" y="{sy(v) + 4:.1f}" text-anchor="end" fill="#666">{v:+.3f}</text>')
     return "".join(out)
 
 
-def _line(points: list[Point], sx: Any, sy: Any, color: str, cls: str) -> str:
-    """A labelled polyline through `points` (in their order)."""
+def _line(points: list[Point], sx: Any, sy: Any, color: str, cls: str, dy: float) -> str:
+    """A polyline through `points` (in their order), each labelled `dy` below it (above: negative)."""
     if not points:
         return ""
     coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for _, x, y in points)
     out = [f'<g class="{cls}"><polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.5"/>']
     out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}"/>'
-            f'<text x="{sx(x) + 5:.1f}" y="{sy(y) + 12:.1f}" fill="{color}">{esc(label)}</text>' for label, x, y in points]
+            f'<text x="{sx(x) + 5:.1f}" y="{sy(y) + dy:.1f}" fill="{color}">{esc(label)}</text>' for label, x, y in points]
     return "".join(out) + "</g>"
