@@ -25,8 +25,9 @@ from .data import IRDataset, load_dataset
 from .encode import Encoder
 from .errors import ConfigError
 from .pipeline import evaluate, evaluate_guards, generated_inputs, tune_and_evaluate
-from .report import bench_markdown, quality_cost_svg
+from .report import bench_markdown, guard_plots, quality_cost_svg
 from .results import EvaluationResult, library_versions
+from .stamp import ArtifactStamp
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +47,16 @@ def _summary(values: list[float]) -> dict[str, Any]:
 
 def _tune_seed(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDataset,
               guards: dict[str, tuple[IRDataset, str]], base_encoder: Encoder,
-              ) -> tuple[EvaluationResult, dict[str, EvaluationResult], dict[str, Any]]:
-    """Tune one method with one seed and evaluate it on the test split and every guard set.
+              ) -> tuple[EvaluationResult, dict[str, EvaluationResult], dict[str, Any], dict[str, Any]]:
+    """Tune one method with one seed and evaluate it on the test split and every guard set: (test
+    result, guard results, cost, tuning). A guarded method trains watching the guard sets; `tuning`
+    is what its stamp says of the blend with the base and the guards (see `_tuning`).
 
     The outcome is kept in WORK/NAME/<method>-<seed>.json, keyed by everything that decides it
     (base model fingerprint, data, training and evaluation settings): a rerun after a crash or a
     stop reuses finished (method, seed) pairs, and an interrupted training resumes from its last
     checkpoint."""
-    train_config = spec.train_config(seed)
+    train_config = spec.train_config(seed, tuple(g for g in config.guards if g.name in guards))
     key = hash_strings([json.dumps({"train": to_dict(train_config), "eval": to_dict(config.eval),
                                     "guards": {n: [d.fingerprint(s), s] for n, (d, s) in guards.items()}},
                                    sort_keys=True, default=str),
@@ -66,7 +69,8 @@ def _tune_seed(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDat
             if saved.get("key") == key:
                 logger.info("bench %s: %s, seed %d: reusing %s", config.name, spec.name, seed, record)
                 return (EvaluationResult.from_dict(saved["test"], str(record)),
-                        {n: EvaluationResult.from_dict(r, str(record)) for n, r in saved["guards"].items()}, saved["cost"])
+                        {n: EvaluationResult.from_dict(r, str(record)) for n, r in saved["guards"].items()},
+                        saved["cost"], saved.get("tuning") or {})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("bench %s: ignoring unreadable %s (%s)", config.name, record, exc)
     logger.info("bench %s: %s, seed %d", config.name, spec.name, seed)
@@ -85,10 +89,21 @@ def _tune_seed(config: BenchConfig, spec: BenchMethod, seed: int, dataset: IRDat
             "trainable_params": trained.trainable_params, "artifact_bytes": trained.artifact_bytes,
             "reencode_seconds": result.timings.get("encode_corpus", 0.0), "resumed": resume,
             "wall_seconds": time.perf_counter() - start}  # tune + test + guard evaluations
+    tuning = _tuning(trained.stamp)
     write_json_atomic(record, {"key": key, "method": spec.name, "seed": seed, "test": result.to_dict(),
-                               "guards": {n: r.to_dict() for n, r in guard_results.items()}, "cost": cost})
+                               "guards": {n: r.to_dict() for n, r in guard_results.items()}, "cost": cost,
+                               "tuning": tuning})
     pending.unlink(missing_ok=True)
-    return result, guard_results, cost
+    return result, guard_results, cost, tuning
+
+
+def _tuning(stamp: ArtifactStamp) -> dict[str, Any]:
+    """What a stamp says of the blend with the base and the guards: `alpha` (None: not blended),
+    and with guard sets the `guard` record and the `dev_history` (for the guard-aware tuning plot)."""
+    alpha = stamp.alpha if stamp.alpha is not None else stamp.guard.alpha if stamp.guard is not None else None
+    if stamp.guard is None:
+        return {"alpha": alpha}
+    return {"alpha": alpha, "guard": stamp.guard.to_dict(), "dev_history": stamp.dev_history}
 
 
 def _inputs(config: BenchConfig) -> tuple[BenchConfig, IRDataset, dict[str, tuple[IRDataset, str]], int]:
@@ -127,7 +142,8 @@ def _inputs(config: BenchConfig) -> tuple[BenchConfig, IRDataset, dict[str, tupl
 
 
 def _method_entry(spec: BenchMethod, by_seed: list[EvaluationResult], guard_by_seed: dict[str, list[EvaluationResult]],
-                  costs: list[dict[str, Any]], base: EvaluationResult, base_guards: dict[str, EvaluationResult],
+                  costs: list[dict[str, Any]], tunings: list[dict[str, Any]], base: EvaluationResult,
+                  base_guards: dict[str, EvaluationResult],
                   metrics: list[str], n_docs: int) -> dict[str, Any]:
     """One method's figures over its seeds: metric summaries, the paired comparison with the base
     (on per-query values averaged over seeds), guard-set deltas and cost."""
@@ -135,8 +151,13 @@ def _method_entry(spec: BenchMethod, by_seed: list[EvaluationResult], guard_by_s
     main = compare(base, _seed_mean(by_seed, base), cmp).metrics
     # re-index cost: seconds to re-encode the collection, over the seeds that did (not from the cache)
     cold = [c["reencode_seconds"] for c, r in zip(costs, by_seed, strict=True) if not r.cache.get("hit")]
+    alphas = [t["alpha"] for t in tunings if t.get("alpha") is not None]
+    watched = next((t for t in tunings if t.get("guard")), None)
     entry: dict[str, Any] = {
-        "method": spec.method.value, "train": spec.train,
+        "method": spec.method.value, "train": spec.train, "guarded": spec.guarded,
+        "alpha": _summary(alphas) if alphas else None,  # of the seeds whose artifact is a blend with the base
+        # the first seed's guard-aware tuning, for its plot
+        **({"guard_tuning": watched} if watched else {}),
         "metrics": {m: _summary([r.metrics[m] for r in by_seed]) for m in metrics},
         "delta": {m: main[m].delta for m in metrics},
         "p_value": {m: main[m].p_value for m in metrics},
@@ -179,9 +200,10 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
                              "guards": {n: {m: r.metrics[m] for m in metrics} for n, r in base_guards.items()}}}}
     pairs: list[dict[str, Any]] = []  # wall time, encoding time and cache use of each (method, seed)
     for spec in config.methods:
-        by_seed, guard_by_seed, costs = [], {n: [] for n in guards}, []
+        by_seed, guard_by_seed, costs, tunings = [], {n: [] for n in guards}, [], []
         for seed in config.seeds:
-            result, guard_results, cost = _tune_seed(config, spec, seed, dataset, guards, base_encoder)
+            result, guard_results, cost, tuning = _tune_seed(config, spec, seed, dataset, guards, base_encoder)
+            tunings.append({**tuning, "seed": seed})
             by_seed.append(result)
             for n, r in guard_results.items():
                 guard_by_seed[n].append(r)
@@ -191,7 +213,7 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
                           "reencodes": spec.method is not Method.QUERY_ONLY,
                           "cached": any(r.cache.get("hit") for r in evaluated),
                           "encode": sum(r.timings.get("encode_corpus", 0.0) for r in evaluated)})
-        results["methods"][spec.name] = _method_entry(spec, by_seed, guard_by_seed, costs, base, base_guards, metrics,
+        results["methods"][spec.name] = _method_entry(spec, by_seed, guard_by_seed, costs, tunings, base, base_guards, metrics,
                                                       len(dataset.corpus))
     # the wall time of this invocation, and what a run from scratch takes (base + every pair as recorded)
     results["timing"] = _timing(time.perf_counter() - started, base_seconds,
@@ -199,6 +221,8 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
     folder = Path(config.out)
     write_json_atomic(folder / f"{config.name}.json", results)
     write_text_atomic(folder / f"{config.name}.svg", quality_cost_svg(results, metrics[0]))
+    for file, svg in guard_plots(results).items():
+        write_text_atomic(folder / file, svg)
     write_text_atomic(folder / f"{config.name}.md", bench_markdown(results, metrics))
     logger.info("bench %s: results written to %s", config.name, folder / f"{config.name}.md")
     return results

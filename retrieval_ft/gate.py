@@ -21,9 +21,12 @@ class Verdict:
     reasons: list[str]  # one sentence per failed rule
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # "main" and guard names
     checked: list[str] = field(default_factory=list)  # one sentence per rule checked
+    # one sentence per significant drop of a compared metric that no rule reads: it does not fail
+    # the gate, but it should not pass unseen under "every rule held"
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reasons": self.reasons, "checked": self.checked,
+        return {"passed": self.passed, "reasons": self.reasons, "checked": self.checked, "warnings": self.warnings,
                 "comparisons": {k: c.to_dict() for k, c in self.comparisons.items()}}
 
 
@@ -56,6 +59,21 @@ def apply_rules(name: str, comparison: Comparison, rules: GateRules) -> tuple[li
     return failures, checks
 
 
+def unguarded_drops(name: str, comparison: Comparison, rules: GateRules) -> list[str]:
+    """Warnings for the metrics of `comparison` that no rule in `rules` reads and that dropped
+    significantly (at the rules' alpha): reported beside the verdict, never failing it."""
+    where = "" if name == "main" else f"guard set {name!r}: "
+    fix = "the gate's rules.metrics" if name == "main" else f"the gate's guards.{name}.metrics (or guard_rules.metrics)"
+    warnings = []
+    for metric, m in comparison.metrics.items():
+        if metric in rules.metrics or m.delta >= 0 or not m.significant(rules.alpha):
+            continue
+        warnings.append(f"{where}{metric} dropped {m.baseline:.4f} -> {m.candidate:.4f} ({m.delta:+.4f}, "
+                        f"p={m.p_value:.3g}), significant at alpha={rules.alpha}, and no gate rule reads it; "
+                        f"add it to {fix} to gate it.")
+    return warnings
+
+
 def missing_note(m: MetricComparison) -> str:
     """The tail "; N baseline queries missing from the candidate" (and likewise for candidate queries)
     when the comparison left queries out (allow_missing), else ""."""
@@ -70,7 +88,8 @@ def gate(baseline: EvaluationResult, candidate: EvaluationResult, config: GateCo
          unpaired: dict[str, str] | None = None) -> Verdict:
     """Compare and apply the rules to the main results and to each guard set's (baseline, candidate).
 
-    `also_compare`: metrics compared for the report too (when both results have them), without rules.
+    `also_compare`: metrics compared for the report too (when both results have them), without rules;
+    a significant drop of one of them is a warning of the verdict (`Verdict.warnings`), not a failure.
     `allow_missing`: compare over the queries both results scored (see `compare`).
     `unpaired`: guard sets only one side has (name -> that side, from `pair_guards`): not compared,
     and the verdict's checked lines say so.
@@ -85,7 +104,7 @@ def gate(baseline: EvaluationResult, candidate: EvaluationResult, config: GateCo
         have = ", ".join(map(repr, guards)) or "none"
         raise ConfigError(f"gate rules name guard set(s) {', '.join(map(repr, unknown))}, which the results do not "
                           f"have (guard sets: {have}); fix the name under `guards:` or remove its rules.")
-    reasons, checked, comparisons = [], [], {}
+    reasons, checked, warnings, comparisons = [], [], [], {}
     for name, (base, cand) in {"main": (baseline, candidate), **guards}.items():
         rules = config.rules if name == "main" else config.for_guard(name)
         extra = tuple(m for m in also_compare if m in base.per_query and m in cand.per_query)
@@ -95,8 +114,9 @@ def gate(baseline: EvaluationResult, candidate: EvaluationResult, config: GateCo
         failures, checks = apply_rules(name, comparisons[name], rules)
         reasons += failures
         checked += checks
+        warnings += unguarded_drops(name, comparisons[name], rules)
     checked += unpaired_lines({k: v for k, v in (unpaired or {}).items() if k not in guards})
-    return Verdict(passed=not reasons, reasons=reasons, comparisons=comparisons, checked=checked)
+    return Verdict(passed=not reasons, reasons=reasons, comparisons=comparisons, checked=checked, warnings=warnings)
 
 
 def pair_guards(baseline: dict[str, EvaluationResult] | None, candidate: dict[str, EvaluationResult] | None

@@ -122,13 +122,20 @@ class BenchMethod:
     name: str = option(help="the name tables use (not 'base')")
     method: Method = option(help="full, lora, hybrid or query-only")
     train: dict[str, Any] = option(default_factory=dict, help="TrainConfig fields for this method")
+    guarded: bool = option(False, "train with the bench's guard sets as train.guards (checkpoint selection and "
+                                  "interpolation keep them within train.max_guard_drop; interpolate defaults to auto)")
 
     def __post_init__(self) -> None:
         _enum(self, "method", Method)
+        if self.guarded and "guards" in self.train:
+            raise ConfigError(f"methods.{self.name}: guarded trains with the bench's guard sets, and train.guards names "
+                              "others; remove train.guards, or set guarded: false to watch those.")
         from_dict(TrainConfig, {**self.train, "method": self.method.value}, f"methods.{self.name}.train")
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return from_dict(TrainConfig, {**self.train, "method": self.method.value, "seed": seed})
+    def train_config(self, seed: int, guards: tuple[GuardSet, ...] = ()) -> TrainConfig:
+        """This method's training settings for `seed`; a guarded method watches `guards` (the bench's)."""
+        config = from_dict(TrainConfig, {**self.train, "method": self.method.value, "seed": seed})
+        return replace(config, guards=tuple(guards)) if self.guarded else config
 
 
 @documented
@@ -156,6 +163,10 @@ class BenchConfig:
             raise ConfigError(f"method names must be unique and not 'base', got {names}.")
         if not self.seeds:
             raise ConfigError("seeds: give at least one seed.")
+        guarded = [m.name for m in self.methods if m.guarded]
+        if guarded and not self.guards:
+            raise ConfigError(f"methods.{guarded[0]}: guarded needs the bench's guard sets; add guards: "
+                              "[{name, data, split}] or set guarded: false.")
 
 
 def load_bench_config(path: str, overrides: dict[str, Any] | None = None) -> BenchConfig:

@@ -1,4 +1,5 @@
-"""Human- and machine-readable output of results: terminal tables, Markdown, TREC run files."""
+"""Output of an evaluation, a comparison, a gate verdict and a run: terminal tables, Markdown, the
+run's HTML page, TREC run files."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._io import write_text_atomic
-from .compare import Comparison
-from .gate import Verdict, missing_note
-from .metrics import ranked
-from .results import EvaluationResult, RunReport
+from .._io import write_text_atomic
+from ..compare import Comparison
+from ..gate import Verdict, missing_note
+from ..metrics import ranked
+from ..results import EvaluationResult, RunReport
+from ..stamp import GuardRecord
+from ._markup import esc
+from .guard import guard_html, guard_markdown
 
 if TYPE_CHECKING:
-    from .data import IRDataset
+    from ..data import IRDataset
 
 
 def write_trec_run(path: str | Path, run: Mapping[str, Mapping[str, float]], tag: str = "retrieval-ft") -> None:
@@ -77,10 +81,16 @@ def verdict_markdown(verdict: Verdict) -> str:
     head = "**Gate passed**" if verdict.passed else "**Gate failed**"
     lines = [f"## Retrieval gate: {head}", ""]
     lines += [f"- {r}" for r in verdict.reasons] or ["- every rule held"]
+    lines += warning_lines(verdict)
     lines.append("")
     for name, comparison in verdict.comparisons.items():
         lines.append(comparison_markdown(comparison, "Main dataset" if name == "main" else f"Guard set `{name}`"))
     return "\n".join(lines)
+
+
+def warning_lines(verdict: Verdict) -> list[str]:
+    """The verdict's warnings as Markdown list items (none: no lines)."""
+    return [f"- **Warning:** {w}" for w in verdict.warnings]
 
 
 def _fmt_bytes(n: float) -> str:
@@ -96,6 +106,7 @@ def run_markdown(report: RunReport) -> str:
     v, t = report.verdict, report.train
     lines = [f"# retrieval-ft run: {'gate passed' if v.passed else 'gate FAILED'}", ""]
     lines += [f"- {r}" for r in v.reasons] or ["- every gate rule held"]
+    lines += warning_lines(v)
     lines += ["", "## Metrics (test split)", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
     for name, value in report.base.metrics.items():
         tuned = report.tuned.metrics.get(name, float("nan"))
@@ -106,9 +117,21 @@ def run_markdown(report: RunReport) -> str:
               f"{t.trainable_params:,} of {t.total_params:,}; artifact {_fmt_bytes(t.artifact_bytes)}; "
               f"best dev NDCG@10 {t.best_dev_ndcg if t.best_dev_ndcg is None else round(t.best_dev_ndcg, 4)} "
               f"({t.dev})", ""]
+    guard, _ = guard_tuning(report)
+    if guard is not None:
+        lines.append(guard_markdown(guard))
     for name, comparison in v.comparisons.items():
         lines.append(comparison_markdown(comparison, "Main dataset" if name == "main" else f"Guard set `{name}`"))
     return "\n".join(lines)
+
+
+def guard_tuning(report: RunReport) -> tuple[GuardRecord | None, list[dict[str, Any]] | None]:
+    """The tuned artifact's guard record (the stamp's `guard`) and dev history, as the training
+    summary carries them; (None, None) when training watched no guard set."""
+    guard = getattr(report.train, "guard", None)
+    if guard is not None and not isinstance(guard, GuardRecord):
+        guard = GuardRecord.from_dict(guard, "report train.guard", "guard.")
+    return guard, getattr(report.train, "dev_history", None)
 
 
 # -- pages retrieved for the worst queries (page-image corpora) ---------------------------------
@@ -146,8 +169,8 @@ def _thumbnail(path: str | None, height: int = 140) -> str | None:
     import base64
     import io
 
-    from .data.images import load_image
-    from .errors import DataError, MissingExtraError
+    from ..data.images import load_image
+    from ..errors import DataError, MissingExtraError
 
     try:
         image = load_image(path, pdf_scale=1.0)
@@ -165,7 +188,7 @@ def _gallery_html(gallery: list[dict[str, Any]]) -> list[str]:
              '<div id="gallery">']
     for entry in gallery:
         base = "" if entry["base"] is None else f"base {entry['base']:.3f}, "
-        parts.append(f'<div class="query"><p><b>{_esc(entry["query_id"])}</b>: {_esc(entry["text"])} '
+        parts.append(f'<div class="query"><p><b>{esc(entry["query_id"])}</b>: {esc(entry["text"])} '
                      f'({base}tuned {entry["tuned"]:.3f})</p><div class="pages">')
         for rank, hit in enumerate(entry["hits"], 1):
             cls = "hit relevant" if hit["relevant"] else "hit"
@@ -182,19 +205,9 @@ def _figure(page: dict[str, Any], cls: str, caption: str) -> str:
         img = '<span class="noimg">(text document)</span>'
     else:
         uri = _thumbnail(page["image"])
-        img = f'<img src="{uri}" alt="{_esc(page["doc_id"])}"/>' if uri else '<span class="noimg">(unreadable)</span>'
-    return (f'<figure class="{cls}">{img}<figcaption>{_esc(caption)}<br/><code>{_esc(page["doc_id"])}</code>'
+        img = f'<img src="{uri}" alt="{esc(page["doc_id"])}"/>' if uri else '<span class="noimg">(unreadable)</span>'
+    return (f'<figure class="{cls}">{img}<figcaption>{esc(caption)}<br/><code>{esc(page["doc_id"])}</code>'
             "</figcaption></figure>")
-
-
-_XML_FORBIDDEN = dict.fromkeys([*range(0, 9), 11, 12, *range(14, 32)], "\ufffd")
-
-
-def _esc(text: Any) -> str:
-    """Escaped for (X)HTML; control characters XML forbids become U+FFFD, so the page stays XML."""
-    import html
-
-    return html.escape(str(text), quote=True).translate(_XML_FORBIDDEN)
 
 
 def _delta_svg(deltas: list[float], metric: str, width: int = 760, height: int = 220) -> str:
@@ -213,7 +226,7 @@ def _delta_svg(deltas: list[float], metric: str, width: int = 760, height: int =
         rects.append(f'<rect class="bar" x="{i * bar:.2f}" y="{y:.2f}" width="{max(bar, 0.5):.2f}" '
                      f'height="{max(h, 0.5):.2f}" fill="{color}"/>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-            f'aria-label="per-query {_esc(metric)} deltas, sorted">'
+            f'aria-label="per-query {esc(metric)} deltas, sorted">'
             f'<line x1="0" y1="{mid}" x2="{width}" y2="{mid}" stroke="#555" stroke-width="1"/>{"".join(rects)}'
             f'<text x="4" y="14" font-size="12">+{peak:.3f}</text><text x="4" y="{height - 4}" font-size="12">-{peak:.3f}</text>'
             "</svg>")
@@ -230,16 +243,19 @@ def run_html(report: RunReport) -> str:
              f"<title>retrieval-ft run: gate {status}</title>",
              "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "td.text{text-align:left}.passed{color:#2e7d32}.failed{color:#c62828}h1 span{font-weight:normal}"
+             "td.text{text-align:left}.passed{color:#2e7d32}.failed{color:#c62828}.warning{color:#b26a00}h1 span{font-weight:normal}"
              ".pages{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;padding:3px;border:3px solid #ddd;font-size:11px;"
              "text-align:center}figure.relevant{border-color:#2e7d32}figure.missed{border-style:dashed;border-color:#2e7d32}"
              "figure img{display:block;max-height:140px}</style>",
              "</head><body>",
              f'<h1>retrieval-ft run: <span class="{status}" id="verdict">gate {status}</span></h1>']
     if v.reasons:
-        parts.append('<ul id="reasons">' + "".join(f"<li>{_esc(r)}</li>" for r in v.reasons) + "</ul>")
-    parts.append(f"<p>Base <code>{_esc(report.base.model.name)}</code>, tuned with <b>{_esc(t.method)}</b>, "
-                 f"on <code>{_esc(report.base.dataset.path)}</code> (split {_esc(report.base.dataset.split)}, "
+        parts.append('<ul id="reasons">' + "".join(f"<li>{esc(r)}</li>" for r in v.reasons) + "</ul>")
+    if v.warnings:
+        parts.append('<ul id="warnings">' + "".join(f'<li class="warning"><b>Warning:</b> {esc(w)}</li>'
+                                                     for w in v.warnings) + "</ul>")
+    parts.append(f"<p>Base <code>{esc(report.base.model.name)}</code>, tuned with <b>{esc(t.method)}</b>, "
+                 f"on <code>{esc(report.base.dataset.path)}</code> (split {esc(report.base.dataset.split)}, "
                  f"{report.base.dataset.n_queries_judged} judged queries).</p>")
     parts.append('<h2>Before and after</h2><table id="metrics"><tr><th>metric</th><th>base</th><th>tuned</th><th>delta</th>'
                  "<th>95% CI</th><th>p-value</th></tr>")
@@ -248,7 +264,7 @@ def run_html(report: RunReport) -> str:
         m = main.metrics.get(name) if main else None
         ci = f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]" if m else ""
         p = f"{m.p_value:.3g}" if m else ""
-        parts.append(f"<tr><td class='text'>{_esc(name)}</td><td>{value:.4f}</td><td>{tuned:.4f}</td>"
+        parts.append(f"<tr><td class='text'>{esc(name)}</td><td>{value:.4f}</td><td>{tuned:.4f}</td>"
                      f"<td>{tuned - value:+.4f}</td><td>{ci}</td><td>{p}</td></tr>")
     parts.append("</table>")
     gated = set(report.config.get("gate", {}).get("rules", {}).get("metrics", ())) or set(main.metrics if main else ())
@@ -256,24 +272,27 @@ def run_html(report: RunReport) -> str:
         for name, m in main.metrics.items():
             if name not in gated:
                 continue
-            parts.append(f"<h2>Per-query change of {_esc(name)}</h2><p>{m.wins} queries gained, {m.ties} unchanged, "
+            parts.append(f"<h2>Per-query change of {esc(name)}</h2><p>{m.wins} queries gained, {m.ties} unchanged, "
                          f"{m.losses} lost; sorted from the largest loss to the largest gain.</p>")
             parts.append(_delta_svg(list(m.deltas.values()), name))
             if m.worst:
                 parts.append('<h3>Queries that got most worse</h3><table class="worst"><tr><th>query</th><th>base</th>'
                              "<th>tuned</th><th>delta</th><th>text</th></tr>")
-                parts += [f"<tr><td class='text'>{_esc(w.query_id)}</td><td>{w.baseline:.4f}</td><td>{w.candidate:.4f}</td>"
-                          f"<td>{w.delta:+.4f}</td><td class='text'>{_esc(w.text or '')}</td></tr>" for w in m.worst]
+                parts += [f"<tr><td class='text'>{esc(w.query_id)}</td><td>{w.baseline:.4f}</td><td>{w.candidate:.4f}</td>"
+                          f"<td>{w.delta:+.4f}</td><td class='text'>{esc(w.text or '')}</td></tr>" for w in m.worst]
                 parts.append("</table>")
     if getattr(report, "gallery", None):
         parts += _gallery_html(report.gallery)
+    guard, history = guard_tuning(report)
+    if guard is not None:
+        parts += guard_html(guard, history)
     guard_names = [n for n in v.comparisons if n != "main"]
     if guard_names:
         parts.append('<h2>Guard sets</h2><table id="guards"><tr><th>set</th><th>metric</th><th>base</th><th>tuned</th>'
                      "<th>delta</th><th>p-value</th></tr>")
         for n in guard_names:
             for m in v.comparisons[n].metrics.values():
-                parts.append(f"<tr><td class='text'>{_esc(n)}</td><td class='text'>{_esc(m.metric)}</td><td>{m.baseline:.4f}</td>"
+                parts.append(f"<tr><td class='text'>{esc(n)}</td><td class='text'>{esc(m.metric)}</td><td>{m.baseline:.4f}</td>"
                              f"<td>{m.candidate:.4f}</td><td>{m.delta:+.4f}</td><td>{m.p_value:.3g}</td></tr>")
         parts.append("</table>")
     parts.append('<h2>Training cost</h2><table id="training">')
@@ -282,117 +301,17 @@ def run_html(report: RunReport) -> str:
             ("peak memory", f"{t.peak_memory_mb:.0f} MB"),
             ("trainable parameters", f"{t.trainable_params:,} of {t.total_params:,}"),
             ("artifact size", _fmt_bytes(t.artifact_bytes)), ("model selection", t.dev)]
-    parts += [f"<tr><th>{_esc(k)}</th><td class='text'>{_esc(val)}</td></tr>" for k, val in rows]
+    parts += [f"<tr><th>{esc(k)}</th><td class='text'>{esc(val)}</td></tr>" for k, val in rows]
     parts.append("</table></body></html>")
     return "\n".join(parts) + "\n"
 
 
 def write_run_report(report: RunReport, out: str | Path) -> None:
-    from ._io import write_json_atomic
+    from .._io import write_json_atomic
 
     out = Path(out)
-    write_json_atomic(out / "report.json", report.to_dict())
+    data = report.to_dict()
+    data["gate"]["warnings"] = report.verdict.warnings  # significant drops no gate rule reads
+    write_json_atomic(out / "report.json", data)
     write_text_atomic(out / "report.md", run_markdown(report))
     write_text_atomic(out / "report.html", run_html(report))
-
-
-# -- the method benchmark (bench.run_bench): Markdown table, goals, quality-vs-cost plot -----------
-def bench_markdown(results: dict[str, Any], metrics: list[str]) -> str:
-    """The benchmark results (bench.run_bench) as Markdown: the methods table, guard sets, goals, timing."""
-    seeds = results["config"]["seeds"]
-    lines = [f"# Benchmark `{results['name']}`", "",
-             f"Model `{results['config']['model']}`, data `{results['config']['data']}`, seeds {seeds}; mean ± std over seeds. "
-             "Delta, p-value (paired t-test) and 95 % CI compare per-query values averaged over seeds with the base.", ""]
-    head = "| method | " + " | ".join(metrics) + " | delta " + metrics[0] + " | p | 95% CI | train s | peak MB | trainable | artifact MB | docs re-encoded | re-encode s |"
-    lines += [head, "|" + "---|" * (len(metrics) + 10)]
-    for name, e in results["methods"].items():
-        cells = [f"{e['metrics'][m]['mean']:.4f} ± {e['metrics'][m]['std']:.4f}" for m in metrics]
-        if name == "base":
-            lines.append("| base | " + " | ".join(cells) + " |" + " |" * 9)
-            continue
-        c, m0 = e["cost"], metrics[0]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {e['delta'][m0]:+.4f} | {e['p_value'][m0]:.3g} | "
-                     f"[{e['ci'][m0][0]:+.4f}, {e['ci'][m0][1]:+.4f}] | {c['train_seconds']:.0f} | {c['peak_memory_mb']:.0f} | "
-                     f"{c['trainable_params']:,} | {c['artifact_bytes'] / 2**20:.1f} | {c['documents_reencoded']} | "
-                     f"{'' if c.get('reencode_seconds') is None else format(c['reencode_seconds'], '.0f')} |")
-    guard_names = sorted(results["methods"]["base"]["guards"])
-    if guard_names:
-        lines += ["", f"Guard sets ({metrics[0]} delta, p):", "", "| method | " + " | ".join(guard_names) + " |",
-                  "|" + "---|" * (len(guard_names) + 1)]
-        for name, e in results["methods"].items():
-            if name == "base":
-                continue
-            lines.append(f"| {name} | " + " | ".join(
-                f"{e['guards'][g][metrics[0]]['delta']:+.4f} (p={e['guards'][g][metrics[0]]['p_value']:.3g})" for g in guard_names) + " |")
-    lines += ["", "Goals:", ""] + [f"- {g}" for g in bench_goals(results, metrics[0])]
-    timing = results.get("timing") or {}
-    if timing:
-        lines += ["", f"Wall time: {timing['from_scratch_seconds'] / 60:.0f} min from scratch (base evaluation plus every "
-                      f"(method, seed) pair as recorded); this invocation took {timing['elapsed_seconds'] / 60:.0f} min."]
-        if timing.get("cached"):
-            added = timing.get("encode_seconds_added")
-            lines[-1] += (f" Embeddings for {', '.join(timing['cached'])} came from the embedding cache; "
-                          + (f"the from-scratch figure adds {added / 60:.0f} min for encoding them (the mean of the pairs "
-                             "that encoded)." if added is not None else "no pair encoded, so that time is not counted."))
-    if results.get("command"):
-        lines += ["", "Reproduce (from the project root):", "", "```", results["command"], "```"]
-    v = results.get("versions") or {}
-    if v:
-        lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in sorted(v.items())) + "."]
-    lines += ["", f"![quality vs training cost]({results['name']}.svg)", ""]
-    return "\n".join(lines)
-
-
-def bench_goals(results: dict[str, Any], metric: str, alpha: float = 0.05, lora_gap: float = 0.01,
-                guard_drop: float = 0.01) -> list[str]:
-    """The benchmark's goals, each stated as met or not met with its numbers: every method
-    significantly above base, LoRA within `lora_gap` of full, no guard set dropping by more than
-    `guard_drop`."""
-    methods = {n: e for n, e in results["methods"].items() if n != "base"}
-    lines = []
-    for name, e in methods.items():
-        ok = e["delta"][metric] > 0 and e["p_value"][metric] < alpha
-        lines.append(f"{'met' if ok else 'NOT met'}: {name} above base ({metric} {e['delta'][metric]:+.4f}, "
-                     f"p={e['p_value'][metric]:.3g}, threshold p<{alpha})")
-    if "full" in methods and "lora" in methods:
-        gap = methods["full"]["metrics"][metric]["mean"] - methods["lora"]["metrics"][metric]["mean"]
-        lines.append(f"{'met' if gap <= lora_gap else 'NOT met'}: lora within {lora_gap} of full "
-                     f"(full - lora = {gap:+.4f})")
-    for name, e in methods.items():
-        worst = min(((g, d[metric]["delta"]) for g, d in e["guards"].items()), key=lambda t: t[1], default=None)
-        if worst is not None:
-            lines.append(f"{'met' if worst[1] >= -guard_drop else 'NOT met'}: {name} drops no guard set by more than "
-                         f"{guard_drop} (worst: {worst[0]} {worst[1]:+.4f})")
-    return lines
-
-
-def quality_cost_svg(results: dict[str, Any], metric: str, width: int = 560, height: int = 320) -> str:
-    """Each method's mean metric against its training seconds (log scale), as an inline-able SVG."""
-    import math
-
-    points = [(n, e["cost"]["train_seconds"], e["metrics"][metric]["mean"]) for n, e in results["methods"].items() if n != "base"]
-    base = results["methods"]["base"]["metrics"][metric]["mean"]
-    if not points:
-        return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
-    xs = [math.log10(max(p[1], 1e-3)) for p in points]
-    ys = [p[2] for p in points] + [base]
-    x0, x1 = min(xs) - 0.2, max(xs) + 0.2
-    y0, y1 = min(ys) - 0.01, max(ys) + 0.01
-    pad = 50
-
-    def sx(v: float) -> float:
-        return pad + (v - x0) / (x1 - x0) * (width - 2 * pad)
-
-    def sy(v: float) -> float:
-        return height - pad - (v - y0) / (y1 - y0) * (height - 2 * pad)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-             f'<line x1="{pad}" y1="{sy(base):.1f}" x2="{width - pad}" y2="{sy(base):.1f}" stroke="#999" stroke-dasharray="4"/>',
-             f'<text x="{pad + 4}" y="{sy(base) - 4:.1f}" fill="#666">base {base:.4f}</text>',
-             f'<text x="{width / 2:.0f}" y="{height - 10}" text-anchor="middle">training seconds (log scale)</text>',
-             f'<text x="14" y="{height / 2:.0f}" transform="rotate(-90 14 {height / 2:.0f})" text-anchor="middle">{_esc(metric)}</text>']
-    for (name, seconds, value), lx in zip(points, xs, strict=True):
-        parts.append(f'<circle cx="{sx(lx):.1f}" cy="{sy(value):.1f}" r="5" fill="#1565c0"/>'
-                     f'<text x="{sx(lx) + 8:.1f}" y="{sy(value) + 4:.1f}">{_esc(name)} ({seconds:.0f} s)</text>')
-    parts.append("</svg>")
-    return "".join(parts)
