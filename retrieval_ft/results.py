@@ -24,6 +24,7 @@ from .errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from .gate import Verdict
+    from .stamp import GuardRecord
     from .train import TrainResult
 
 SCHEMA_VERSION = 1
@@ -247,6 +248,8 @@ class TrainSummary:
     pairs: int
     steps: int
     learning_rate: float
+    guard: GuardRecord | None = None  # guard sets watched while training, and the blend with the base
+    dev_history: list[dict[str, Any]] | None = None  # reported with the guard record
 
     @classmethod
     def from_trained(cls, trained: TrainResult) -> TrainSummary:
@@ -256,14 +259,18 @@ class TrainSummary:
                    total_params=trained.total_params, artifact_bytes=trained.artifact_bytes,
                    artifact=str(trained.artifact), best_dev_ndcg=trained.best_dev_ndcg,
                    dev=stamp.data.dev, pairs=stamp.data.pairs, steps=stamp.steps,
-                   learning_rate=stamp.learning_rate)
+                   learning_rate=stamp.learning_rate, guard=stamp.guard,
+                   dev_history=stamp.dev_history if stamp.guard is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "seconds": self.seconds, "peak_memory_mb": self.peak_memory_mb,
-                "trainable_params": self.trainable_params, "total_params": self.total_params,
-                "artifact_bytes": self.artifact_bytes, "artifact": self.artifact,
-                "best_dev_ndcg@10": self.best_dev_ndcg, "dev": self.dev, "pairs": self.pairs, "steps": self.steps,
-                "learning_rate": self.learning_rate}
+        out = {"method": self.method, "seconds": self.seconds, "peak_memory_mb": self.peak_memory_mb,
+               "trainable_params": self.trainable_params, "total_params": self.total_params,
+               "artifact_bytes": self.artifact_bytes, "artifact": self.artifact,
+               "best_dev_ndcg@10": self.best_dev_ndcg, "dev": self.dev, "pairs": self.pairs, "steps": self.steps,
+               "learning_rate": self.learning_rate}
+        if self.guard is not None:
+            out.update(guard=self.guard.to_dict(), dev_history=self.dev_history)
+        return out
 
 
 @dataclass
@@ -286,7 +293,8 @@ class RunReport:
             "tuned": self.tuned.to_dict(),
             "guards": {name: {side: r.to_dict() for side, r in parts.items()} for name, parts in self.guards.items()},
             "train": self.train.to_dict(),
-            "gate": {"passed": self.verdict.passed, "reasons": self.verdict.reasons, "checked": self.verdict.checked},
+            "gate": {"passed": self.verdict.passed, "reasons": self.verdict.reasons, "checked": self.verdict.checked,
+                     "warnings": self.verdict.warnings},
             "comparisons": {k: c.to_dict() for k, c in self.verdict.comparisons.items()},
             "config": self.config,
             "worst_pages": self.gallery,

@@ -311,7 +311,6 @@ def write_run_report(report: RunReport, out: str | Path) -> None:
 
     out = Path(out)
     data = report.to_dict()
-    data["gate"]["warnings"] = report.verdict.warnings  # significant drops no gate rule reads
     write_json_atomic(out / "report.json", data)
     write_text_atomic(out / "report.md", run_markdown(report))
     write_text_atomic(out / "report.html", run_html(report))
