@@ -52,7 +52,12 @@ def test_run_writes_reports_and_exit_code_follows_the_gate(tmp_path: Path, tiny_
     assert report["train"]["method"] == "lora" and report["train"]["trainable_params"] > 0
     assert set(report["train"]) == {"method", "seconds", "peak_memory_mb", "trainable_params", "total_params",
                                     "artifact_bytes", "artifact", "best_dev_ndcg@10", "dev", "pairs", "steps",
-                                    "learning_rate"}
+                                    "learning_rate", "guard", "dev_history"}
+    # training watched the run's guard set (a sample of it) and chose the blend with the base
+    assert [s["name"] for s in report["train"]["guard"]["sets"]] == ["topics"]
+    assert report["train"]["guard"]["interpolate"] == "auto" and 0.0 <= report["train"]["guard"]["alpha"] <= 1.0
+    assert all("topics" in h["guards"] for h in report["train"]["dev_history"])
+    assert "Guard-aware tuning" in (folder / "report.md").read_text()
     assert (folder / "model" / "retrieval_ft.json").is_file() and (folder / "index" / "index.json").is_file()
     assert report["base"]["dataset"]["fingerprint"] == report["tuned"]["dataset"]["fingerprint"]
 
@@ -61,7 +66,7 @@ def test_run_writes_reports_and_exit_code_follows_the_gate(tmp_path: Path, tiny_
 
     root = ET.fromstring((folder / "report.html").read_text())  # well-formed XHTML
     assert root.find(f".//{XHTML}title").text == "retrieval-ft run: gate passed"
-    bars = root.findall(f".//{SVG}rect")
+    bars = [r for r in root.findall(f".//{SVG}rect") if r.get("class") == "bar"]
     assert len(bars) == report["base"]["dataset"]["n_queries_judged"]  # one bar per query (gated metric ndcg@10)
     assert root.find(".//*[@id='guards']") is not None and root.find(".//*[@id='training']") is not None
 
