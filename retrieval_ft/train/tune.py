@@ -196,6 +196,10 @@ def _negatives(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, 
     # negative columns need every one
     short_ok = hn.fill and config.method is Method.QUERY_ONLY
     keep = [i for i, n in enumerate(negatives) if len(n) == hn.num or (short_ok and n)]
+    short = sum(0 < len(negatives[i]) < hn.num for i in keep)
+    if short:
+        logger.info("hard negatives: %d pairs train with fewer than %d negatives (the corpus has no more that are "
+                    "not judged relevant).", short, hn.num)
     if len(keep) < len(negatives):
         logger.warning("hard negatives: %d of %d pairs found fewer than %d negatives and were dropped%s.",
                        len(negatives) - len(keep), len(negatives), hn.num,
