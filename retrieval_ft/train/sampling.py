@@ -111,8 +111,9 @@ class PerQueryBatchSampler(DefaultBatchSampler):
         super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
                          valid_label_columns=valid_label_columns, generator=generator, seed=seed)
         columns = [c for c in dataset.column_names if c not in set(valid_label_columns or [])]
-        # raw column storage: images stay undecoded (their path or bytes)
-        data = [[_value_key(v) for v in dataset.data.column(c).to_pylist()] for c in columns]
+        # columns as Arrow stores them: images stay undecoded (their path or bytes)
+        table = dataset.with_format("arrow")
+        data = [[_value_key(v) for v in table[c].to_pylist()] for c in columns]
         self.groups = data[0]
         self.values = [frozenset(row) for row in zip(*data, strict=True)]
         self.queries = len(set(self.groups))
