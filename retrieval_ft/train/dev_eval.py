@@ -14,22 +14,52 @@ from typing import Any
 import numpy as np
 from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 
-from ..encode import Item, default_batch_size, encode_items
+from ..config import TrainConfig
+from ..data import IRDataset
+from ..encode import Encoder, Item, default_batch_size, encode_items
 from ..metrics import evaluate_run
 from .rows import DEV_METRIC
 
 logger = logging.getLogger(__name__)
 
 _DEPTH = 100  # documents ranked per dev query
+HARD_DEV_DEPTH = 20  # dev_hard: the base model's top documents per dev query, at most
 
 
-def dev_corpus(dev_qrels: Mapping[str, Mapping[str, int]], doc_ids: Sequence[str], size: int, seed: int) -> list[str]:
-    """Every document judged for a dev query, then random others up to `size` (seeded)."""
+def dev_corpus(dev_qrels: Mapping[str, Mapping[str, int]], doc_ids: Sequence[str], size: int, seed: int,
+               top: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Every document judged for a dev query; then, with `top` (the base model's ranking per dev
+    query, see `dev_top_documents`), its top-ranked ones rank by rank across the queries (every
+    query's first, then every second...) while the corpus is under `size`; then random others up
+    to `size` (seeded)."""
     rng = random.Random(seed)
-    docs = list(dict.fromkeys(d for judged in dev_qrels.values() for d in judged))
-    judged_dev = set(docs)
-    others = [d for d in doc_ids if d not in judged_dev]
-    return docs + rng.sample(others, max(0, min(len(others), size - len(docs))))
+    docs = dict.fromkeys(d for judged in dev_qrels.values() for d in judged)
+    ranked = list(top.values()) if top else []
+    for rank in range(max((len(r) for r in ranked), default=0)):
+        for r in ranked:
+            if len(docs) >= size:
+                break
+            if rank < len(r):
+                docs.setdefault(r[rank])
+    others = [d for d in doc_ids if d not in docs]
+    return list(docs) + rng.sample(others, max(0, min(len(others), size - len(docs))))
+
+
+def dev_top_documents(config: TrainConfig, base: Encoder, dataset: IRDataset, dev_qrels: Mapping[str, Any],
+                      vectors: np.ndarray | None) -> dict[str, list[str]] | None:
+    """With `config.dev_hard`, the base model's top HARD_DEV_DEPTH documents per dev query (exact
+    search) from the base's corpus vectors `vectors` (n_docs, dim) when at hand, else encoded (and
+    cached) now; else None."""
+    from .negatives import exact_top
+
+    if not config.dev_hard:
+        return None
+    if vectors is None:
+        vectors = base.encode_corpus(dataset).vectors
+    qids = list(dev_qrels)
+    qv = base.encode_queries([dataset.queries[q] for q in qids])  # (n_queries, dim)
+    hits = exact_top(qv, list(dataset.corpus), vectors, HARD_DEV_DEPTH, base.similarity)
+    return {q: [d for d, _ in h] for q, h in zip(qids, hits, strict=True)}
 
 
 class DevNDCG(SentenceEvaluator):

@@ -8,7 +8,7 @@ Called by tune.py with its job; imports torch and sentence-transformers inside t
 from __future__ import annotations
 
 import copy
-import functools
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,8 @@ from ..config import Method
 from ..encode import document_inputs
 from ..models import prepare_for_training
 from .rows import check_pages
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -51,24 +53,36 @@ def query_only_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> 
     train_model = copy.deepcopy(base.model)
     for p in base.model.parameters():
         p.requires_grad_(False)
+    qids, relevant = _relevant_rows(job, [q for q, _ in tdata.pairs], row)
     rows = {"anchor": [job.dataset.queries[q] for q, _ in tdata.pairs],
-            "label": [[row[d]] + [row[n] for n in ns] for (_, d), ns in zip(tdata.pairs, negs.lists, strict=True)]}
-    loss = FixedDocumentsMNRL(train_model, vectors, base.normalize, gather_across_devices=job.world.size > 1)
+            "label": [[qids[q], row[d]] + [row[n] for n in ns] + [-1] * (negs.per_pair - len(ns))
+                      for (q, d), ns in zip(tdata.pairs, negs.lists, strict=True)]}
+    loss = FixedDocumentsMNRL(train_model, vectors, base.normalize, gather_across_devices=job.world.size > 1,
+                              relevant=relevant, corpus_negatives=job.config.corpus_negatives)
     evaluator = DevNDCG({q: job.dataset.queries[q] for q in tdata.dev_qrels}, tdata.dev_qrels, dev_docs, None,
                         vectors[[row[d] for d in dev_docs]], base.query_prompt, base.document_prompt,
                         base.normalize, job.encode.batch_size)
+    # plain batches: the loss masks every document judged relevant to a row's query, so two pairs of
+    # one query in a batch are no false negatives of each other
     return MethodSetup(train_model, base.model, rows, loss, evaluator,
                   prompts={"anchor": base.query_prompt} if base.query_prompt else None,
                   sampler=BatchSamplers.BATCH_SAMPLER, preparation=prepare_for_training(train_model, Method.QUERY_ONLY),
                   encodes_images=False)
 
 
+def _relevant_rows(job: TrainingJob, queries: list[str], row: dict[str, int]) -> tuple[dict[str, int], list[list[int]]]:
+    """(an index per training query, the corpus rows judged relevant to each): what the loss must
+    never count as a negative for that query."""
+    judged = job.dataset.split(job.config.split)
+    qids = {q: i for i, q in enumerate(dict.fromkeys(queries))}
+    return qids, [[row[d] for d, g in judged.get(q, {}).items() if g > 0 and d in row] for q in qids]
+
+
 def shared_towers_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> MethodSetup:
     """The base model trains (fully, or through LoRA adapters) on queries and documents alike."""
-    from sentence_transformers.base.sampler import BatchSamplers, NoDuplicatesBatchSampler
-
     from .dev_eval import DevNDCG
     from .losses import shared_towers_loss
+    from .sampling import resolve_batching, shared_towers_sampler
 
     base, config, tdata = job.base, job.config, negs.tdata
     prep = prepare_for_training(base.model, config.method, config.lora, config.full_modules)
@@ -84,8 +98,8 @@ def shared_towers_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) 
                         [item[d] for d in dev_docs], None, base.query_prompt, base.document_prompt, base.normalize,
                         job.encode.batch_size)
     prompts = {c: (base.query_prompt if c == "anchor" else base.document_prompt) for c in rows}
-    # with pages, each row is hashed once instead of re-decoding pages at every duplicate check
-    sampler = (functools.partial(NoDuplicatesBatchSampler, precompute_hashes=True) if job.n_pages
-               else BatchSamplers.NO_DUPLICATES)
+    batching = resolve_batching(config.batching, tdata.pairs)
+    logger.info("batching: %s (%s)", batching.value, config.batching.value)
+    sampler = shared_towers_sampler(batching, pages=job.n_pages > 0)
     return MethodSetup(base.model, None, rows, loss, evaluator, {c: p for c, p in prompts.items() if p} or None,
                   sampler, prep, encodes_images=job.n_pages > 0)

@@ -54,8 +54,9 @@ from .distributed import (
 )
 from .measure import folder_bytes, peak_memory_mb, reset_peak_memory
 from .methods import MethodSetup, query_only_setup, shared_towers_setup
-from .negatives import mine_hard_negatives
+from .negatives import mine_negatives
 from .rows import DEV_METRIC, TrainingData, training_data, training_set
+from .sampling import check_steps
 from .watch import blend, history_entry, kept_step, record, watch
 
 if TYPE_CHECKING:
@@ -183,16 +184,30 @@ def _negatives(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, 
     progress.stage("mining %d hard negatives per pair for %d pairs", hn.num, len(tdata.pairs))
     qids = sorted({q for q, _ in tdata.pairs})
     qvecs = dict(zip(qids, job.base.encode_queries([job.dataset.queries[q] for q in qids]), strict=True))
-    negatives = mine_hard_negatives(tdata.pairs, job.dataset.split(config.split), qvecs, list(job.dataset.corpus),
-                                    vectors, hn.num, hn.range_max, hn.relative_margin, job.base.similarity)
+    mined = mine_negatives(tdata.pairs, job.dataset.split(config.split), qvecs, list(job.dataset.corpus), vectors,
+                           hn.num, hn.range_max, hn.relative_margin, job.base.similarity, hn.fill)
     # Mining is cheap and deterministic, but two GPUs need not agree to the last bit, and a
     # near-tie could keep a pair on one process and drop it on another: with different row
     # counts one process would step alone and hang the others. All take rank 0's negatives.
-    negatives = from_main(job.world, negatives)
-    keep = [i for i, n in enumerate(negatives) if len(n) == hn.num]
+    negatives = from_main(job.world, mined.lists)
+    if mined.filled:
+        logger.info("hard negatives: %d of %d pairs found fewer than %d below the margin among the top %d and "
+                    "took the next-ranked documents beyond them.", mined.filled, len(negatives), hn.num, hn.range_max)
+    # query-only's loss takes a pair with fewer negatives (its labels are padded); the shared towers'
+    # negative columns need every one
+    short_ok = hn.fill and config.method is Method.QUERY_ONLY
+    keep = [i for i, n in enumerate(negatives) if len(n) == hn.num or (short_ok and n)]
+    short = sum(0 < len(negatives[i]) < hn.num for i in keep)
+    if short:
+        logger.info("hard negatives: %d pairs train with fewer than %d negatives (the corpus has no more that are "
+                    "not judged relevant).", short, hn.num)
     if len(keep) < len(negatives):
-        logger.warning("hard negatives: %d of %d pairs found fewer than %d negatives and were dropped.",
-                       len(negatives) - len(keep), len(negatives), hn.num)
+        logger.warning("hard negatives: %d of %d pairs found fewer than %d negatives and were dropped%s.",
+                       len(negatives) - len(keep), len(negatives), hn.num,
+                       "" if hn.fill else " (hard_negatives.fill keeps them)")
+    if not keep:
+        raise DataError(f"hard negatives: no training pair found {hn.num} negatives (the corpus has "
+                        f"{len(job.dataset.corpus)} documents); lower hard_negatives.num (--hard-negatives).")
     kept = TrainingData([tdata.pairs[i] for i in keep], tdata.dev_qrels, tdata.dev_source)
     return Negatives(kept, [negatives[i] for i in keep], hn.num, vectors)
 
@@ -204,15 +219,19 @@ class _Schedule:
     eval_steps: int  # dev evaluations (and checkpoints) every this many steps
 
 
-def _schedule(config: TrainConfig, world: World, n_rows: int) -> _Schedule:
+def _schedule(config: TrainConfig, world: World, train_set: Any, sampler: Any) -> _Schedule:
+    """Steps as the Trainer will take them: the batches `sampler` forms from `train_set`, each
+    process taking its share (checked before training, see sampling.steps_per_epoch)."""
+    from .sampling import steps_per_epoch
+
     global_batch = config.batch_size * world.size
-    if world.size > 1 and n_rows < global_batch:
+    if world.size > 1 and len(train_set) < global_batch:
         # every process drops its last short batch (see dataloader_drop_last): none would be left
-        raise ConfigError(f"{n_rows} training pairs cannot fill one step of {world.size} processes x "
+        raise ConfigError(f"{len(train_set)} training pairs cannot fill one step of {world.size} processes x "
                           f"batch size {config.batch_size}; lower --batch-size or start fewer processes.")
-    steps_per_epoch = max(1, math.ceil(n_rows / global_batch))
-    total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
-    eval_steps = max(1, min(total_steps, steps_per_epoch // config.evals_per_epoch or 1))
+    per_epoch = steps_per_epoch(config, world.size, train_set, sampler)
+    total_steps = config.max_steps or math.ceil(per_epoch * config.epochs)
+    eval_steps = max(1, min(total_steps, per_epoch // config.evals_per_epoch or 1))
     return _Schedule(global_batch, total_steps, eval_steps)
 
 
@@ -437,11 +456,12 @@ def finetune(
 def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str], list[str]],
           callbacks: list[Any] | None) -> TrainResult:
     """Negatives, dev set, the method's set-up, training, the stamp, and the artifact written once."""
-    from .dev_eval import dev_corpus
+    from .dev_eval import dev_corpus, dev_top_documents
 
     config = job.config
     negs = _negatives(job, tdata, explicit)
-    dev_docs = dev_corpus(negs.tdata.dev_qrels, list(job.dataset.corpus), config.dev_corpus_size, config.seed)
+    dev_docs = dev_corpus(negs.tdata.dev_qrels, list(job.dataset.corpus), config.dev_corpus_size, config.seed,
+                          dev_top_documents(config, job.base, job.dataset, negs.tdata.dev_qrels, negs.corpus_vectors))
     progress.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
                     len(dev_docs))
     setup = (query_only_setup if config.method is Method.QUERY_ONLY else shared_towers_setup)(job, negs, dev_docs)
@@ -453,12 +473,13 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
     watched = watch(job, setup)
     train_set = training_set(setup.rows)
     parameters = parameter_counts(setup.train_model)
-    schedule = _schedule(config, job.world, len(train_set))
+    schedule = _schedule(config, job.world, train_set, setup.sampler)
     trainer = _trainer(job, setup, schedule, train_set, callbacks)
     progress.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                     config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
     distributed = _world_record(job.world, schedule, setup.loss, config.batch_size)
     seconds, peak = _train(job, trainer)
+    check_steps(trainer.state.global_step, schedule.total_steps)
     history = _dev_history(trainer, setup.evaluator)
     guard = None
     if watched is not None:
