@@ -16,7 +16,6 @@ from retrieval_ft.config import (
     load_run_config,
     load_yaml,
 )
-from retrieval_ft.errors import ConfigError
 
 from .conftest import ROOT, SHARED_DATA, shared_dataset
 
@@ -71,7 +70,6 @@ def test_bench_contenders_are_query_only_and_lora_each_unguarded_and_guarded():
         assert isinstance(method.train_config(42), TrainConfig)
 
 
-@pytest.mark.xfail(reason="guarded lands with the bench change", raises=ConfigError, strict=False)
 def test_bench_config_loads(homedepot: Path):
     config = load_bench_config(str(BENCH_CONFIG))
     assert config.name == "homedepot" and config.seeds == (42, 43, 44)
