@@ -75,7 +75,7 @@ def _train(sub: Any) -> None:
                          "(.jsonl/.csv/.tsv/.parquet with anchor, positive and optional negative columns)")
     tr.add_argument("--out", required=True, help="artifact folder (checkpoints go to OUT/checkpoints)")
     tr.add_argument("--config", help="YAML with training settings (TrainConfig fields); flags override it")
-    for name in ("method", "epochs", "lr", "batch_size", "seed", "max_steps"):
+    for name in ("method", "epochs", "lr", "batch_size", "seed", "max_steps", "batching"):
         add_field(tr, TrainConfig, name)
     tr.add_argument("--hard-negatives", type=int, metavar="N", dest="negatives",
                     help="mine N hard negatives per pair with the base model")
