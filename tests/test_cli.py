@@ -176,3 +176,16 @@ def test_no_progress_switches_progress_off(argv, prefix):
     parser = build_parser()
     assert encode_config(parser.parse_args(argv), prefix).progress is None
     assert encode_config(parser.parse_args([*argv, "--no-progress"]), prefix).progress is False
+
+
+def test_bench_methods_names_contenders_of_the_config(capsys):
+    from retrieval_ft.cli.commands import _some_methods
+    from retrieval_ft.config import load_bench_config
+
+    config = load_bench_config(str(ROOT / "eval" / "configs" / "homedepot.yaml"))
+    picked = _some_methods(config, "query-only, query-only-guarded")
+    assert [m.name for m in picked.methods] == ["query-only", "query-only-guarded"] and picked.seeds == config.seeds
+    assert _some_methods(config, None) is config
+    assert main(["bench", str(ROOT / "eval" / "configs" / "homedepot.yaml"), "--methods", "lora-guardd"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'lora-guardd' is not a contender of homedepot" in err[0] and "'lora-guarded'" in err[0]

@@ -4,11 +4,21 @@ exit code. Heavy libraries (torch, transformers, faiss) are imported inside them
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 
 from .._launch import launch_env
-from ..config import DEFAULT_PART_SIZE, EvalConfig, ImageCheck, IndexConfig, TrainConfig, from_dict
+from ..config import (
+    DEFAULT_PART_SIZE,
+    BenchConfig,
+    EvalConfig,
+    ImageCheck,
+    IndexConfig,
+    TrainConfig,
+    did_you_mean,
+    from_dict,
+)
 from ..config.base import resolver
 from ..errors import ConfigError
 from .options import config_values, encode_config
@@ -184,6 +194,19 @@ def _verdict_exit(verdict) -> int:  # verdict: gate.Verdict
     return EXIT_OK if verdict.passed else EXIT_GATE_FAILED
 
 
+def _some_methods(config: BenchConfig, methods: str | None) -> BenchConfig:
+    """The bench with only the contenders `--methods` names (all of them without the flag)."""
+    if not methods:
+        return config
+    wanted = [m.strip() for m in methods.split(",") if m.strip()]
+    names = [m.name for m in config.methods]
+    unknown = [m for m in wanted if m not in names]
+    if unknown or not wanted:
+        raise ConfigError(f"--methods: {unknown[0] if unknown else methods!r} is not a contender of {config.name} "
+                          f"({', '.join(names)})." + (did_you_mean(unknown[0], names) if unknown else ""))
+    return dataclasses.replace(config, methods=tuple(m for m in config.methods if m.name in wanted))
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import run_bench
     from ..config import load_bench_config
@@ -194,8 +217,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}.") from None
-    given = {k: getattr(args, k) for k in ("data", "name", "seeds", "out", "work")}
-    config = load_bench_config(args.config, {**given, "seeds": seeds})
+    given = {k: getattr(args, k) for k in ("data", "name", "seeds", "out", "work", "methods")}
+    config = _some_methods(load_bench_config(args.config, {**given, "seeds": seeds, "methods": None}), args.methods)
     command = " ".join(["retrieval-ft bench", shlex.quote(args.config)]
                        + [f"--{k} {shlex.quote(str(v))}" for k, v in given.items() if v])
     results = run_bench(config, command)

@@ -155,6 +155,7 @@ def _bench(sub: Any) -> None:
                                             "judgments) with the same settings; results are named after its folder")
     add_field(bn, BenchConfig, "name", help="results name (default: the config's, or the --data folder's)")
     bn.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
+    bn.add_argument("--methods", help="comma-separated contenders of the config to run (default: all of them)")
     add_field(bn, BenchConfig, "out", help="results folder (default: the config's out)")
     add_field(bn, BenchConfig, "work", help="folder for tuned models and finished (method, seed) records "
                                             "(default: the config's work)")
