@@ -14,6 +14,7 @@ from retrieval_ft.bench import _method_entry, _tuning
 from retrieval_ft.config import BenchMethod, Method, load_bench_config
 from retrieval_ft.errors import ConfigError
 from retrieval_ft.report import bench_goals, bench_markdown, guard_plots, quality_cost_svg
+from retrieval_ft.report.bench import table_order
 from retrieval_ft.stamp import ArtifactStamp
 
 from .test_gate_warning import NDCG, RECALL, moved, result
@@ -214,3 +215,15 @@ def test_a_bench_trains_its_guarded_method_with_the_guard_sets(tmp_path: Path, t
     assert len([p for p in svg.iter(f"{SVG}polygon") if p.get("class") == "guarded"]) == 2  # the method and the legend
     if out["methods"]["lora-guarded"].get("guard_tuning"):  # the stamp recorded the guard-aware tuning
         assert (tmp_path / "results" / "tiny-lora-guarded-guard.svg").is_file()
+
+
+def test_a_guarded_method_pairs_with_the_unguarded_one_trained_alike():
+    results = _results(False)
+    long = {"epochs": 3}
+    results["methods"]["lora-long"] = {**_method("lora", 0.62, 0.12, {"cranfield": -0.2}, 90.0, False), "train": long}
+    results["methods"]["lora-long-guarded"] = {
+        **_method("lora", 0.61, 0.11, {"cranfield": -0.005}, 95.0, True, 0.6), "train": long}
+    results["methods"]["lora-guarded"] = _method("lora", 0.575, 0.075, {"cranfield": 0.0}, 99.0, True, 0.8)
+    assert table_order(results) == ["full", "lora", "lora-guarded", "lora-long", "lora-long-guarded"]
+    kept = {g.split(" keeps")[0].split(": ")[1]: g for g in bench_goals(results, "ndcg@10") if "in-domain gain" in g}
+    assert "of lora-long's +0.1200" in kept["lora-long-guarded"] and "of lora's +0.0800" in kept["lora-guarded"]

@@ -3,6 +3,7 @@ quality-vs-cost plot, from the results dict alone (no torch, no models)."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -45,8 +46,13 @@ def table_order(results: dict[str, Any]) -> list[str]:
         return names
     first: dict[Any, int] = {}
     for i, n in enumerate(names):
-        first.setdefault(methods[n].get("method"), i)
-    return sorted(names, key=lambda n: (first[methods[n].get("method")], is_guarded(methods[n]), names.index(n)))
+        first.setdefault(_recipe(methods[n]), i)
+    return sorted(names, key=lambda n: (first[_recipe(methods[n])], is_guarded(methods[n]), names.index(n)))
+
+
+def _recipe(entry: dict[str, Any]) -> str:
+    """What a contender trains with, guard sets aside: its method and its own settings."""
+    return json.dumps([entry.get("method"), entry.get("train") or {}], sort_keys=True, default=str)
 
 
 def worst_guard(entry: dict[str, Any], metric: str) -> tuple[str, float] | None:
@@ -164,8 +170,11 @@ def bench_goals(results: dict[str, Any], metric: str, alpha: float = 0.05, lora_
 
 
 def _twin(methods: dict[str, Any], entry: dict[str, Any]) -> str | None:
-    """The first unguarded method tuned with the same `method` as `entry`, or None."""
-    return next((n for n, t in methods.items() if not is_guarded(t) and t.get("method") == entry.get("method")), None)
+    """The unguarded method trained as `entry` is (same method and settings), else the first of the
+    same method, or None."""
+    unguarded = [n for n, t in methods.items() if n != "base" and not is_guarded(t)]
+    return (next((n for n in unguarded if _recipe(methods[n]) == _recipe(entry)), None)
+            or next((n for n in unguarded if methods[n].get("method") == entry.get("method")), None))
 
 
 def _guarded_goals(name: str, e: dict[str, Any], twin: str, unguarded: dict[str, Any], metric: str,
