@@ -74,12 +74,13 @@ def test_training_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path, 
     data = write_beir(tmp_path / "data", n_docs=60)
     args = ["train", "--model", str(tiny_model_path), "--data", str(data), "--method", "full", "--lr", "0.005",
             "--max-steps", "12", "--batch-size", "8", "--no-progress", "--config", str(tmp_path / "t.yaml")]
-    (tmp_path / "t.yaml").write_text("warmup_ratio: 0.0\nevals_per_epoch: 2\n")  # a checkpoint every step
+    # 4 train queries x 4 pairs, batched per query: 4 batches an epoch, a checkpoint every 2 steps
+    (tmp_path / "t.yaml").write_text("warmup_ratio: 0.0\nevals_per_epoch: 2\n")
     cut = tmp_path / "cut"
     proc = subprocess.Popen([sys.executable, "-m", "retrieval_ft.cli", *args, "--out", str(cut)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.time() + 120
-    while time.time() < deadline and not (cut / "checkpoints" / "checkpoint-5" / "trainer_state.json").exists():
+    while time.time() < deadline and not (cut / "checkpoints" / "checkpoint-6" / "trainer_state.json").exists():
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
