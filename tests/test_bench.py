@@ -81,10 +81,17 @@ def test_bench_config_is_checked(tmp_path: Path, tiny_model_path: Path):
 
 def test_shipped_benchmark_config_loads():
     config = load_bench_config(str(Path(__file__).resolve().parents[1] / "eval" / "configs" / "scifact.yaml"))
-    assert [m.name for m in config.methods] == ["full", "lora", "hybrid", "query-only"] and config.seeds == (42, 43, 44)
+    methods = ["full", "lora", "hybrid", "query-only"]
+    assert [m.name for m in config.methods if not m.guarded and m.name in methods] == methods
+    assert config.seeds == (42, 43, 44)
+    # each method also guarded, trained alike but watching the bench's guard sets
+    assert {m.name for m in config.methods if m.guarded} == {f"{n}-guarded" for n in [*methods, "query-only-long"]}
+    guards = {g.name for g in config.guards}
+    assert all({g.name for g in m.train_config(42, config.guards).guards or ()} == (guards if m.guarded else set())
+               for m in config.methods)
     # the shared cost settings reach every method; the methods keep their own defaults otherwise
     assert all(m.train_config(42).max_seq_length == 128 for m in config.methods)
-    assert {m.name: m.train_config(42).lr for m in config.methods} == dict.fromkeys(["full", "lora", "hybrid", "query-only"])
+    assert {m.name: m.train_config(42).lr for m in config.methods if m.name in methods} == dict.fromkeys(methods)
 
 
 def test_common_train_settings_yield_to_a_methods_own(tmp_path: Path, tiny_model_path: Path):
