@@ -11,7 +11,6 @@ Imports sentence-transformers (through dev_eval): only training imports this mod
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ from ..errors import DataError
 from ..precision import autocast
 from .dev_eval import DevNDCG, dev_corpus
 from .rows import DEV_METRIC
-
-logger = logging.getLogger(__name__)
 
 GUARD_PREFIX = "guard:"  # metric keys of guard sets: dev_guard:NAME (eval_dev_guard:NAME in the Trainer's log)
 SELECTION = "selection"  # the metric checkpoints are kept by when guard sets are watched

@@ -6,7 +6,6 @@ base chosen after training. tune.py calls `watch` before training, `blend` after
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from .methods import MethodSetup
     from .tune import TrainingJob
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass
