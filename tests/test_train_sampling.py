@@ -150,3 +150,28 @@ def test_per_query_training_takes_one_step_per_batch(tiny_model_path, tmp_path):
     result = finetune(str(tiny_model_path), data, config, tmp_path / "out", encode=EncodeConfig(progress=False))
     assert result.stamp.data.pairs == 16 and result.stamp.steps == 4
     assert Counter(h["step"] for h in result.history) == {4: 1}
+
+
+def test_every_epoch_forms_the_batches_the_first_did():
+    """Queries sharing documents make some seeds' plans shorter; the Trainer schedules max_steps by
+    the first epoch's length, so a shorter later epoch would end training early (2 processes trained
+    3 of 4 steps): each epoch forms exactly the first's count, and its batches still hold one pair
+    per query and no text twice."""
+    import datasets
+    import torch
+
+    groups = [f"q{i % 5}" for i in range(30)]
+    shared = [f"doc {i % 7}" for i in range(30)]  # documents judged for several queries
+    data = datasets.Dataset.from_dict({"anchor": groups, "positive": shared})
+    sampler = PerQueryBatchSampler(data, batch_size=4, drop_last=True, valid_label_columns=["label", "score"],
+                                   generator=torch.Generator(), seed=0)
+    lengths = {len(plan_batches(groups, [frozenset(r) for r in zip(groups, shared, strict=True)], 4, True, s))
+               for s in range(40)}
+    assert len(lengths) > 1  # the plans really differ in length from seed to seed
+    first = len(sampler)
+    for epoch in range(12):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == first
+        for b in batches:
+            assert len({groups[i] for i in b}) == len(b) and len({shared[i] for i in b}) == len(b)

@@ -7,6 +7,7 @@ Knows rows and the sentence-transformers Trainer's batch-sampler contract, not m
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -103,8 +104,13 @@ def _value_key(value: Any) -> Hashable:
 class PerQueryBatchSampler(DefaultBatchSampler):
     """`plan_batches` as a sentence-transformers batch sampler (pass the class as `batch_sampler`):
     rows are grouped by their first column (the query text), and no text appears twice in a batch.
-    Its length is exact (the plan of the current epoch); `batch_size` is the full size it forms,
-    min(batch size, queries), so that several processes keep their equal batches."""
+    Every epoch forms as many batches as the first, the count the Trainer schedules by (a later
+    epoch's plan can come out shorter where texts are shared between queries: it is drawn again with
+    other seeds, then topped up with its own first batches; a longer one loses its last). `batch_size`
+    is the full size it forms, min(batch size, queries), so that several processes keep their equal
+    batches."""
+
+    REPLANS = 8  # seeds tried for an epoch whose plan comes out shorter than the first
 
     def __init__(self, dataset: Any, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
                  generator: Any = None, seed: int = 0) -> None:
@@ -119,11 +125,25 @@ class PerQueryBatchSampler(DefaultBatchSampler):
         self.queries = len(set(self.groups))
         self.batch_size = min(batch_size, self.queries)
         self._plans: dict[int, list[list[int]]] = {}
+        self._length: int | None = None  # batches per epoch, fixed by the first epoch's plan
+
+    def _draw(self, epoch: int, attempt: int = 0) -> list[list[int]]:
+        return plan_batches(self.groups, self.values, self.batch_size, self.drop_last,
+                            self.seed + epoch + 1_000_003 * attempt)
 
     def _plan(self) -> list[list[int]]:
-        if self.epoch not in self._plans:
-            self._plans = {self.epoch: plan_batches(self.groups, self.values, self.batch_size, self.drop_last,
-                                                    self.seed + self.epoch)}
+        if self.epoch in self._plans:
+            return self._plans[self.epoch]
+        if self._length is None:
+            self._length = len(self._draw(0))
+        plan = self._draw(self.epoch)
+        for attempt in range(1, self.REPLANS):
+            if len(plan) >= self._length:
+                break
+            plan = max(plan, self._draw(self.epoch, attempt), key=len)
+        if plan:  # topped up with its own batches where still short, its last dropped where longer
+            plan = list(itertools.islice(itertools.cycle(plan), self._length))
+        self._plans = {self.epoch: plan}
         return self._plans[self.epoch]
 
     def __iter__(self) -> Iterator[list[int]]:
