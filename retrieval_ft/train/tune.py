@@ -318,12 +318,12 @@ def _train(job: TrainingJob, trainer: Any) -> tuple[float, float]:
     return time.perf_counter() - start, peak_memory_mb()
 
 
+_ARTIFACT_KIND = {Method.FULL: ArtifactKind.FULL, Method.QUERY_ONLY: ArtifactKind.QUERY_ONLY,
+                  Method.QUERY_LORA: ArtifactKind.QUERY_ADAPTER}  # LoRA and hybrid: an adapter
+
+
 def _artifact_kind(method: Method) -> ArtifactKind:
-    if method is Method.QUERY_ONLY:
-        return ArtifactKind.QUERY_ONLY
-    if method is Method.QUERY_LORA:
-        return ArtifactKind.QUERY_ADAPTER
-    return ArtifactKind.FULL if method is Method.FULL else ArtifactKind.ADAPTER
+    return _ARTIFACT_KIND.get(method, ArtifactKind.ADAPTER)
 
 
 @dataclass(frozen=True)
@@ -398,8 +398,6 @@ def _final_model(job: TrainingJob, trainer: Any, base_length: int) -> SentenceTr
     if job.config.max_seq_length is not None:
         final.max_seq_length = base_length  # the training limit does not travel into the artifact
     return final
-
-
 
 
 def _world_record(world: World, schedule: _Schedule, loss: Any, batch_size: int) -> dict[str, Any]:
