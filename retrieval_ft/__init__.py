@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterRetriever",
     "ConfigError",
     "DataError",
     "EncodeConfig",
@@ -49,6 +50,7 @@ _LOCATIONS = {
     "VectorIndex": "index", "build_index": "index",
     "ShardInfo": "shards", "encode_shard": "shards", "build_index_from_shards": "shards",
     "Hit": "search", "Retriever": "search",
+    "AdapterRetriever": "serve",
     "EvaluationResult": "results",
     "evaluate": "pipeline",
     "evaluate_run": "metrics",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from .pipeline import evaluate
     from .results import EvaluationResult
     from .search import Hit, Retriever
+    from .serve import AdapterRetriever
     from .shards import ShardInfo, build_index_from_shards, encode_shard
     from .train import TrainResult, finetune
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._io import hash_strings, write_json_atomic, write_text_atomic
 from .compare import compare
-from .config import BenchConfig, BenchMethod, CompareConfig, Method, to_dict
+from .config import BenchConfig, BenchMethod, CompareConfig, to_dict
 from .data import IRDataset, load_dataset
 from .encode import Encoder
 from .errors import ConfigError
@@ -168,7 +168,7 @@ def _method_entry(spec: BenchMethod, by_seed: list[EvaluationResult], guard_by_s
             "peak_memory_mb": max(c["peak_memory_mb"] for c in costs),
             "trainable_params": costs[0]["trainable_params"],
             "artifact_bytes": costs[0]["artifact_bytes"],
-            "documents_reencoded": 0 if spec.method is Method.QUERY_ONLY else n_docs,
+            "documents_reencoded": 0 if spec.method.query_side else n_docs,
             "reencode_seconds": statistics.fmean(cold) if cold else None,
         },
     }
@@ -210,7 +210,7 @@ def run_bench(config: BenchConfig, command: str | None = None) -> dict[str, Any]
             costs.append(cost)
             evaluated = [result, *guard_results.values()]
             pairs.append({"pair": f"{spec.name}-{seed}", "wall": cost.get("wall_seconds", 0.0),
-                          "reencodes": spec.method is not Method.QUERY_ONLY,
+                          "reencodes": not spec.method.query_side,
                           "cached": any(r.cache.get("hit") for r in evaluated),
                           "encode": sum(r.timings.get("encode_corpus", 0.0) for r in evaluated)})
         results["methods"][spec.name] = _method_entry(spec, by_seed, guard_by_seed, costs, tunings, base, base_guards, metrics,

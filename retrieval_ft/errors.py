@@ -27,6 +27,10 @@ class IndexMismatchError(RetrievalFTError):
     """An index is used with an encoder or settings other than those that built it."""
 
 
+class UnknownAdapterError(ConfigError):
+    """An adapter name that is not loaded; the message lists the loaded ones."""
+
+
 class MissingExtraError(RetrievalFTError):
     """An optional dependency is needed; the message names the pip command."""
 

@@ -99,18 +99,50 @@ def load_model(
     `merge_adapters=False`, merged into the weights in memory, so encoding costs what the plain
     model costs (the saved adapter stays small). The adapter is scaled by `alpha` (the blend with
     the base, see train/interpolate.py), default its stamp's; a full artifact holds its blend already.
+    A query-side artifact (query-only: the query side's weights; query-lora: a query adapter) loads
+    as a query/document model whose document side is its base, found and checked through the stamp.
     """
     resolved = resolve_model(name)
     if resolved.local and not allow_pickle:
         check_no_pickle(resolved.location)
     stamp = read_stamp(resolved.location) if resolved.local else None
-    if stamp is not None and stamp.artifact is ArtifactKind.ADAPTER:
-        model = _load_adapter_artifact(resolved, stamp, device=device, trust_remote_code=trust_remote_code,
-                                       allow_pickle=allow_pickle, merge=merge_adapters,
-                                       alpha=stamp.alpha if alpha is None else alpha)
+    loader = _artifact_loader(resolved, stamp)
+    if loader is not None:
+        assert stamp is not None
+        model = loader(resolved, stamp, device=device, trust_remote_code=trust_remote_code,
+                       allow_pickle=allow_pickle, merge=merge_adapters, alpha=stamp.alpha if alpha is None else alpha)
         if max_seq_length is not None:
             model.max_seq_length = max_seq_length
+        model._retrieval_ft_source = resolved  # type: ignore[attr-defined]
         return model
+    return _load_plain(resolved, device=device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                       max_seq_length=max_seq_length)
+
+
+def _artifact_loader(resolved: ResolvedModel, stamp: ArtifactStamp | None) -> Any:
+    """How a tuned artifact loads onto its base (None: a complete model folder, loaded as it is).
+    Query-only artifacts written before they held the query side alone are complete Router models."""
+    if stamp is None:
+        return None
+    if stamp.artifact is ArtifactKind.ADAPTER:
+        return _load_adapter_artifact
+    if stamp.artifact is ArtifactKind.QUERY_ADAPTER or (
+            stamp.artifact is ArtifactKind.QUERY_ONLY and not _is_router_folder(resolved.location)):
+        return _load_query_side_artifact
+    return None
+
+
+def _is_router_folder(folder: str) -> bool:
+    path = Path(folder) / "modules.json"
+    try:
+        return "Router" in path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def _load_plain(resolved: ResolvedModel, *, device: str | None, trust_remote_code: bool, allow_pickle: bool,
+                max_seq_length: int | None = None) -> SentenceTransformer:
+    """A complete sentence-transformers model folder or hub id, as it is."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
     from sentence_transformers import SentenceTransformer
 
@@ -214,6 +246,42 @@ def _load_adapter_artifact(resolved: ResolvedModel, stamp: ArtifactStamp, *, dev
     scaled by `alpha` and merged into the weights when `merge`."""
     model = _load_base(resolved.location, stamp, device=device, trust_remote_code=trust_remote_code,
                        allow_pickle=allow_pickle)
+    attach_adapter(model, resolved.location, alpha=alpha, merge=merge)
+    return model
+
+
+def _load_query_side_artifact(resolved: ResolvedModel, stamp: ArtifactStamp, *, device: str | None,
+                              trust_remote_code: bool, allow_pickle: bool = False, merge: bool = True,
+                              alpha: float | None = None) -> SentenceTransformer:
+    """A query-side artifact routed beside its base: queries through the tuned side (the artifact's
+    query model, or a copy of the base with the query adapter), documents through the base itself,
+    so the base's embeddings and indexes serve it unchanged."""
+    import copy
+
+    base = _load_base(resolved.location, stamp, device=device, trust_remote_code=trust_remote_code,
+                      allow_pickle=allow_pickle)
+    if stamp.artifact is ArtifactKind.QUERY_ADAPTER:
+        query = copy.deepcopy(base)
+        attach_adapter(query, resolved.location, alpha=alpha, merge=merge)
+    else:
+        query = _load_plain(resolved, device=device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    return query_document_model(query, base)
+
+
+def load_query_side(folder: str | os.PathLike[str], stamp: ArtifactStamp, *, device: str | None = None,
+                    allow_pickle: bool = False) -> SentenceTransformer:
+    """The query side of a query-only artifact alone, without loading its base (the caller holds
+    the base and checks the stamp's fingerprint against it)."""
+    resolved = resolve_model(folder)
+    if not allow_pickle:
+        check_no_pickle(resolved.location)
+    model = _load_plain(resolved, device=device, trust_remote_code=False, allow_pickle=allow_pickle)
+    return query_side(model) if _is_router_folder(resolved.location) else model
+
+
+def attach_adapter(model: SentenceTransformer, folder: str, *, alpha: float | None = None, merge: bool = True) -> None:
+    """Load the adapter saved in `folder` onto `model` in place, scaled by `alpha`; merged into the
+    weights when `merge` (the model then encodes at the plain model's cost)."""
     try:
         if merge:
             from peft import PeftModel
@@ -221,36 +289,41 @@ def _load_adapter_artifact(resolved: ResolvedModel, stamp: ArtifactStamp, *, dev
             with warnings.catch_warnings():
                 # peft reads transformers' deprecated `is_gradient_checkpointing`; nothing a user can act on
                 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-                peft_model = PeftModel.from_pretrained(model.transformers_model, resolved.location)
+                peft_model = PeftModel.from_pretrained(model.transformers_model, folder)
             scale_adapter(peft_model, alpha)
             model[0].model = peft_model.merge_and_unload()
         else:
-            model.load_adapter(resolved.location)
+            model.load_adapter(folder)
             scale_adapter(model.transformers_model, alpha)
     except Exception as exc:  # peft raises several types for bad adapter files
-        raise ModelError(f"{resolved.location}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
-    model._retrieval_ft_source = resolved  # type: ignore[attr-defined]
-    return model
+        raise ModelError(f"{folder}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
 
 
-def scale_adapter(module: Any, alpha: float | None) -> None:
+def scale_adapter(module: Any, alpha: float | None, adapter_name: str | None = None) -> None:
     """Blend an adapter with the base it sits on, in place: LoRA's delta B x A scaled by `alpha`
     (B times alpha) and fully trained modules (peft's modules_to_save) set to original + alpha x
-    (trained - original). None or 1 leaves the adapter as trained."""
+    (trained - original). None or 1 leaves the adapter as trained. `adapter_name`: that adapter
+    alone, where several sit on one base (default: every one)."""
     if alpha is None or alpha == 1.0:
         return
     import torch
     from peft.utils import ModulesToSaveWrapper
 
+    def chosen(name: str) -> bool:
+        return adapter_name is None or name == adapter_name
+
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if ".lora_B." in name or ".lora_embedding_B." in name:
-                p.mul_(alpha)
+            parts = name.split(".")
+            for key in ("lora_B", "lora_embedding_B"):
+                if key in parts and chosen(parts[parts.index(key) + 1]):
+                    p.mul_(alpha)
         for wrapper in (m for m in module.modules() if isinstance(m, ModulesToSaveWrapper)):
             original = dict(wrapper.original_module.named_parameters())
-            for trained in wrapper.modules_to_save.values():
-                for name, p in trained.named_parameters():
-                    p.copy_(torch.lerp(original[name], p, float(alpha)))
+            for adapter, trained in wrapper.modules_to_save.items():
+                if chosen(adapter):
+                    for name, p in trained.named_parameters():
+                        p.copy_(torch.lerp(original[name], p, float(alpha)))
 
 
 # -- fine-tuning methods, decided in one place --------------------------------------------------
@@ -278,13 +351,14 @@ def prepare_for_training(model: SentenceTransformer, method: str, lora: Any = No
     """Make the parameters that `method` trains trainable (and only those); returns what was done.
 
     full / query-only: every weight of `model` trains (for query-only, `model` is the query side).
-    lora: peft LoRA on the transformer's linear layers (or `lora.target_modules`), base frozen.
+    lora / query-lora: peft LoRA on the transformer's linear layers (or `lora.target_modules`), base
+    frozen (for query-lora, `model` is the query side).
     hybrid: LoRA on the linear layers outside `full_modules`, which train fully (peft modules_to_save).
     """
     from .config import LoraSettings, Method
 
     method = Method(method)
-    if method in (Method.FULL, Method.QUERY_ONLY):
+    if not method.adapter:
         for p in model.parameters():
             p.requires_grad_(True)
         return {"method": method.value}
@@ -332,49 +406,73 @@ def query_document_model(query_model: SentenceTransformer, document_model: Sente
 
 def document_side(model: SentenceTransformer) -> SentenceTransformer:
     """The modules that encode documents: the Router's document route, or the model itself."""
+    return _route(model, "document")
+
+
+def query_side(model: SentenceTransformer) -> SentenceTransformer:
+    """The modules that encode queries: the Router's query route, or the model itself."""
+    return _route(model, "query")
+
+
+def _route(model: SentenceTransformer, route: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Router
 
     first = model[0] if len(model) else None
-    if isinstance(first, Router) and "document" in first.sub_modules and len(model) == 1:
-        doc = SentenceTransformer(modules=list(first.sub_modules["document"]), device=str(model.device),
-                                  similarity_fn_name=model.similarity_fn_name)
-        return doc
+    if isinstance(first, Router) and route in first.sub_modules and len(model) == 1:
+        return SentenceTransformer(modules=list(first.sub_modules[route]), device=str(model.device),
+                                   similarity_fn_name=model.similarity_fn_name)
     return model
 
 
 def merge_adapter(folder: str | os.PathLike[str], out: str | os.PathLike[str], alpha: float | None = None) -> Path:
-    """Write to `out` a plain model whose weights are the base with the adapter merged in (LoRA
-    folded into the linear layers, fully trained modules swapped in), scaled by `alpha` (default:
-    the stamp's); its stamp says so. With `alpha`, a full artifact is blended with its base instead:
-    weights = base + alpha x (artifact - base)."""
+    """Write to `out` a model whose weights are the base with the adapter merged in (LoRA folded
+    into the linear layers, fully trained modules swapped in), scaled by `alpha` (default: the
+    stamp's); its stamp says so. A LoRA/hybrid adapter becomes a full model; a query adapter
+    (query-lora) a query-only artifact, whose documents still keep the base. With `alpha`, a full
+    or query-only artifact is blended with its base instead: weights = base + alpha x (artifact - base)."""
     from ._io import atomic_dir, write_json_atomic
 
     stamp = read_stamp(folder)
     if alpha is not None and not 0.0 <= alpha <= 1.0:
         raise ModelError(f"--alpha must be in [0, 1], got {alpha!r}.")
-    if stamp is not None and stamp.artifact is ArtifactKind.FULL and alpha is not None:
-        merged = _blend_full(str(folder), stamp, alpha)
+    folder = str(folder)
+    if stamp is None or stamp.artifact not in _MERGED or (_MERGED[stamp.artifact] is stamp.artifact and alpha is None):
+        raise ModelError(f"{folder}: not an adapter artifact (lora, hybrid or query-lora); nothing to merge. "
+                         "A full or query-only artifact is blended with its base by passing --alpha.")
+    if stamp.artifact is ArtifactKind.QUERY_ONLY and _is_router_folder(folder):
+        raise ModelError(f"{folder}: a query-only artifact of an older layout (both towers) cannot be blended; "
+                         "train again with --interpolate.")
+    kind = _MERGED[stamp.artifact]
+    if stamp.artifact in (ArtifactKind.FULL, ArtifactKind.QUERY_ONLY):
+        assert alpha is not None
+        merged = _blend_with_base(folder, stamp, alpha)
         applied = (stamp.alpha if stamp.alpha is not None else 1.0) * alpha
-    elif stamp is None or stamp.artifact is not ArtifactKind.ADAPTER:
-        raise ModelError(f"{folder}: not a LoRA/hybrid adapter artifact (no adapter stamp); nothing to merge"
-                         + (" (a query-only artifact holds its blend; train again with --interpolate)."
-                            if stamp is not None and stamp.artifact is ArtifactKind.QUERY_ONLY else "."))
     else:
         merged = load_model(folder, device="cpu", alpha=alpha)
         applied = alpha if alpha is not None else stamp.alpha
-    merged_stamp = replace(stamp, artifact=ArtifactKind.FULL, merged_from=str(Path(folder).resolve()), alpha=applied)
+        if kind is ArtifactKind.QUERY_ONLY:  # the query side alone: the documents' side stays the base
+            merged = query_side(merged)
+    merged_stamp = replace(stamp, artifact=kind, merged_from=str(Path(folder).resolve()), alpha=applied)
     with atomic_dir(out) as tmp:
         merged.save(str(tmp))
         write_json_atomic(tmp / STAMP, merged_stamp.to_dict())
     return Path(out)
 
 
-def _blend_full(folder: str, stamp: ArtifactStamp, alpha: float) -> SentenceTransformer:
-    """A full artifact blended with the base named in its stamp: base + alpha x (artifact - base)."""
+# what merging (or blending) each kind of artifact writes
+_MERGED = {ArtifactKind.ADAPTER: ArtifactKind.FULL, ArtifactKind.QUERY_ADAPTER: ArtifactKind.QUERY_ONLY,
+           ArtifactKind.FULL: ArtifactKind.FULL, ArtifactKind.QUERY_ONLY: ArtifactKind.QUERY_ONLY}
+
+
+def _blend_with_base(folder: str, stamp: ArtifactStamp, alpha: float) -> SentenceTransformer:
+    """A full artifact (or a query-only artifact's query side) blended with the base named in its
+    stamp: base + alpha x (artifact - base)."""
     import torch
 
     tuned = load_model(folder, device="cpu")
+    if stamp.artifact is ArtifactKind.QUERY_ONLY:
+        tuned = query_side(tuned)
     base = dict(_load_base(folder, stamp, device="cpu", trust_remote_code=False).named_parameters())
     with torch.no_grad():
         for name, p in tuned.named_parameters():

@@ -24,7 +24,8 @@ STAMP = "retrieval_ft.json"  # what made a tuned artifact: method, base model, d
 class ArtifactKind(str, enum.Enum):
     FULL = "full"  # a complete sentence-transformers model folder
     ADAPTER = "adapter"  # LoRA / hybrid: adapter weights; the base model is loaded from the stamp
-    QUERY_ONLY = "query-only"  # a query/document Router: tuned query side, base document side
+    QUERY_ONLY = "query-only"  # the tuned query side; documents keep the base (loaded from the stamp)
+    QUERY_ADAPTER = "query-adapter"  # query-lora: a LoRA adapter for queries; documents keep the base
 
 
 _FIX = "re-run training or restore the file"

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("encode",),
     ("index",),
     ("search", "shards"),
+    ("serve",),  # one base model, many adapters (AdapterRetriever), and the HTTP service over it
     ("metrics",),
     ("train",),  # a package of its own: it uses encode, index and metrics for mining and dev sets
     ("compare",),

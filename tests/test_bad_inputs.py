@@ -152,7 +152,7 @@ GATE_CASES = [
     ("index-other-encoder", "rebuild the index with this encoder"),
     ("train-config-wrong-type", "epochs: expected float, got str"),
     ("run-config-unknown-key", "unknown key 'trian'. Did you mean 'train'"),
-    ("merge-not-adapter", "not a LoRA/hybrid adapter"),
+    ("merge-not-adapter", "not an adapter artifact (lora, hybrid or query-lora); nothing to merge"),
 ]
 
 

@@ -25,7 +25,7 @@ from .conftest import write_beir
 TEXTS = ["star galaxy orbit", "flour sugar bake", "goal match referee", "vaccine dose"]
 ENC = EncodeConfig(progress=False)
 FAST = dict(max_steps=4, batch_size=8, evals_per_epoch=2, warmup_ratio=0.0)
-LR = {"full": 5e-3, "lora": 2e-2, "hybrid": 2e-2, "query-only": 5e-3}
+LR = {"full": 5e-3, "lora": 2e-2, "hybrid": 2e-2, "query-only": 5e-3, "query-lora": 2e-2}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_alpha_zero_is_the_base_and_alpha_one_the_tuned_model(runs, method, tiny
     assert read_stamp(runs[method, "off"].artifact).guard is None  # off and no guard sets: nothing recorded
 
 
-@pytest.mark.parametrize("method", ["lora", "hybrid"])
+@pytest.mark.parametrize("method", ["lora", "hybrid", "query-lora"])
 def test_an_adapter_stays_an_adapter_and_merge_applies_alpha(runs, method, tiny_model_path, tmp_path):
     artifact = runs[method, 0.0].artifact
     assert (artifact / "adapter_config.json").is_file()  # the tuned adapter, scaled on load
@@ -151,11 +151,12 @@ def test_merge_blends_a_full_artifact_with_its_base(runs, tiny_model_path, tmp_p
     assert np.abs(_queries(out) - _queries(tiny_model_path)).max() < 1e-5
     with pytest.raises(Exception, match=r"--alpha must be in \[0, 1\]"):
         merge_adapter(artifact, tmp_path / "bad", alpha=1.5)
-    with pytest.raises(Exception, match="query-only artifact holds its blend"):
-        merge_adapter(runs["query-only", "off"].artifact, tmp_path / "qo", alpha=0.5)
+    # a query-only artifact (the query side alone) is blended the same way; its documents stay the base's
+    qo = merge_adapter(runs["query-only", "off"].artifact, tmp_path / "qo", alpha=0.0)
+    assert np.abs(_queries(qo) - _queries(tiny_model_path)).max() < 1e-5
 
 
-@pytest.mark.parametrize("method", ["lora", "query-only"])
+@pytest.mark.parametrize("method", ["lora", "query-only", "query-lora"])
 def test_guarded_run_records_guards_selection_and_curve(tiny_model_path, data, guard, method, tmp_path):
     config = TrainConfig(method=method, lr=LR[method] * 4, guards=(guard,), max_guard_drop=0.0, guard_queries=3,
                          guard_corpus_size=20, **FAST)

@@ -43,13 +43,13 @@ def trained(tiny_model_path: Path, data_dir: Path, tmp_path_factory: pytest.Temp
     """One short run per method (learning rates high enough to move a tiny model in 4 steps)."""
     out = tmp_path_factory.mktemp("artifacts")
     runs = {}
-    for method, lr in (("full", 5e-3), ("lora", 2e-2), ("hybrid", 2e-2), ("query-only", 5e-3)):
+    for method, lr in (("full", 5e-3), ("lora", 2e-2), ("hybrid", 2e-2), ("query-only", 5e-3), ("query-lora", 2e-2)):
         runs[method] = finetune(str(tiny_model_path), data_dir, TrainConfig(method=method, lr=lr, **FAST),
                                 out / method, encode=ENC)
     return runs
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "hybrid", "query-only"])
+@pytest.mark.parametrize("method", ["full", "lora", "hybrid", "query-only", "query-lora"])
 def test_each_method_trains_saves_reloads_and_evaluates(trained, method, tiny_model_path, data_dir):
     result = trained[method]
     stamp = json.loads((result.artifact / STAMP).read_text())
@@ -63,8 +63,8 @@ def test_each_method_trains_saves_reloads_and_evaluates(trained, method, tiny_mo
     assert set(stamp["data"]) == {"path", "split", "fingerprint", "pairs", "hard_negatives", "dev", "dev_corpus_size"}
     assert result.stamp.to_dict() == stamp and result.stamp.data.dev == stamp["data"]["dev"]
     # 4 train queries x 4 pairs at batch 8: per-query batching (auto, shared towers) forms 4 batches of 4
-    # an epoch, so 4 steps make one epoch and 2 evaluations; query-only's plain batches make 2
-    assert len(stamp["dev_history"]) == (4 if method == "query-only" else 2)
+    # an epoch, so 4 steps make one epoch and 2 evaluations; the query-side methods' plain batches make 2
+    assert len(stamp["dev_history"]) == (4 if method.startswith("query-") else 2)
     assert result.best_dev_ndcg == max(h["ndcg@10"] for h in stamp["dev_history"])
 
     base = Encoder(str(tiny_model_path), ENC)
@@ -83,9 +83,10 @@ def test_parameter_counts_and_sizes_follow_the_method(trained):
     assert json.loads((hybrid.artifact / STAMP).read_text())["preparation"]["full_modules"] == ["encoder.layer.1"]
 
 
-def test_query_only_keeps_documents_bit_identical(trained, tiny_model_path):
+@pytest.mark.parametrize("method", ["query-only", "query-lora"])
+def test_query_side_methods_keep_documents_bit_identical(trained, tiny_model_path, method):
     base = Encoder(str(tiny_model_path), ENC)
-    tuned = Encoder(str(trained["query-only"].artifact), ENC)
+    tuned = Encoder(str(trained[method].artifact), ENC)
     assert tuned.routed and tuned.document_fingerprint == base.fingerprint
     np.testing.assert_array_equal(tuned.encode_documents(TEXTS), base.encode_documents(TEXTS))
     # plain encode (no task) also takes the document side: documents cannot be encoded by mistake
@@ -94,10 +95,46 @@ def test_query_only_keeps_documents_bit_identical(trained, tiny_model_path):
     assert not np.allclose(tuned.encode_queries(TEXTS), base.encode_queries(TEXTS), atol=1e-4)
 
 
-def test_query_only_reuses_base_corpus_embeddings(trained, tiny_model_path, data_dir):
+@pytest.mark.parametrize("method", ["query-only", "query-lora"])
+def test_query_only_reuses_base_corpus_embeddings(trained, tiny_model_path, data_dir, method):
     evaluate(str(tiny_model_path), data_dir)
-    again = evaluate(str(trained["query-only"].artifact), data_dir)
+    again = evaluate(str(trained[method].artifact), data_dir)
     assert again.cache["hit"] is True
+
+
+def test_query_side_artifacts_hold_the_query_side_alone(trained):
+    """query-only keeps one tower (not both), query-lora its adapter: the documents' side is the base,
+    found through the stamp."""
+    full, qo, ql, lora = (trained[m] for m in ("full", "query-only", "query-lora", "lora"))
+    assert qo.stamp.artifact.value == "query-only" and ql.stamp.artifact.value == "query-adapter"
+    assert "Router" not in (qo.artifact / "modules.json").read_text()
+    assert qo.artifact_bytes < 1.2 * full.artifact_bytes  # one model's weights, not two
+    assert (ql.artifact / "adapter_config.json").is_file() and not (ql.artifact / "model.safetensors").exists()
+    assert ql.artifact_bytes < 1.2 * lora.artifact_bytes and 0 < ql.trainable_params < ql.total_params
+
+
+def test_query_only_artifact_of_the_older_layout_still_loads(trained, tmp_path):
+    """Query-only artifacts written before held both towers as one Router model; they load as they are."""
+    old = tmp_path / "old"
+    load_model(str(trained["query-only"].artifact)).save(str(old))  # loaded: routed beside its base
+    (old / STAMP).write_text((trained["query-only"].artifact / STAMP).read_text())
+    assert "Router" in (old / "modules.json").read_text()
+    np.testing.assert_array_equal(Encoder(str(old), ENC).encode_queries(TEXTS),
+                                  Encoder(str(trained["query-only"].artifact), ENC).encode_queries(TEXTS))
+
+
+def test_query_lora_merges_into_a_query_only_artifact_and_blends(trained, tiny_model_path, tmp_path):
+    artifact = trained["query-lora"].artifact
+    merged = merge_adapter(artifact, tmp_path / "merged")
+    assert json.loads((merged / STAMP).read_text())["artifact"] == "query-only"
+    adapter, out, base = (Encoder(str(p), ENC) for p in (artifact, merged, tiny_model_path))
+    assert np.abs(adapter.encode_queries(TEXTS) - out.encode_queries(TEXTS)).max() < 1e-5
+    np.testing.assert_array_equal(out.encode_documents(TEXTS), base.encode_documents(TEXTS))
+    # a query-only artifact blended with its base: alpha 0 gives the base's queries
+    zero = Encoder(str(merge_adapter(merged, tmp_path / "zero", alpha=0.0)), ENC)
+    assert np.abs(zero.encode_queries(TEXTS) - base.encode_queries(TEXTS)).max() < 1e-5
+    with pytest.raises(ModelError, match="nothing to merge"):
+        merge_adapter(merged, tmp_path / "again")
 
 
 @pytest.mark.parametrize("method", ["lora", "hybrid"])
@@ -247,7 +284,7 @@ def test_cli_train_merge_evaluate(capsys, tiny_model_path, data_dir, tmp_path):
     assert main(["merge", str(art), "--out", str(tmp_path / "merged")]) == 0
     assert main(["evaluate", "--model", str(tmp_path / "merged"), "--data", str(data_dir), "--no-progress"]) == 0
     assert main(["merge", str(tmp_path / "merged"), "--out", str(tmp_path / "again")]) == 2
-    assert "not a LoRA/hybrid adapter" in capsys.readouterr().err
+    assert "not an adapter artifact (lora, hybrid or query-lora)" in capsys.readouterr().err
     code = main(["train", "--model", str(tiny_model_path), "--data", str(data_dir), "--out", str(art), "--epochs", "0"])
     assert code == 2 and "epochs must be positive" in capsys.readouterr().err
 

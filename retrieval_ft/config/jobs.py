@@ -120,7 +120,7 @@ class BenchMethod:
     """One contender: a name for the tables, the tuning method and TrainConfig overrides."""
 
     name: str = option(help="the name tables use (not 'base')")
-    method: Method = option(help="full, lora, hybrid or query-only")
+    method: Method = option(help="full, lora, hybrid, query-only or query-lora")
     train: dict[str, Any] = option(default_factory=dict, help="TrainConfig fields for this method")
     guarded: bool = option(False, "train with the bench's guard sets as train.guards (checkpoint selection and "
                                   "interpolation keep them within train.max_guard_drop; interpolate defaults to auto)")

@@ -17,6 +17,17 @@ class Method(str, enum.Enum):
     LORA = "lora"  # peft LoRA adapters on the transformer's linear layers; the base is frozen
     HYBRID = "hybrid"  # LoRA, plus named modules (e.g. the last layers) trained fully
     QUERY_ONLY = "query-only"  # only the query side changes; documents keep the base embeddings
+    QUERY_LORA = "query-lora"  # LoRA adapters on the query side only; documents keep the base embeddings
+
+    @property
+    def query_side(self) -> bool:
+        """Only queries are encoded by the tuned model: documents keep the base's embeddings (and index)."""
+        return self in (Method.QUERY_ONLY, Method.QUERY_LORA)
+
+    @property
+    def adapter(self) -> bool:
+        """Trains peft LoRA adapters (the artifact holds the adapter, loaded onto the base)."""
+        return self in (Method.LORA, Method.HYBRID, Method.QUERY_LORA)
 
 
 class Batching(str, enum.Enum):
@@ -84,7 +95,8 @@ class GuardSet:
 
 
 # Defaults chosen on SciFact dev NDCG@10 (eval/sweep.py; figures in eval/results/scifact-sweep.md).
-DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 1e-3, Method.HYBRID: 5e-4, Method.QUERY_ONLY: 1e-4}
+DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 1e-3, Method.HYBRID: 5e-4, Method.QUERY_ONLY: 1e-4,
+              Method.QUERY_LORA: 1e-3}
 
 
 @documented
@@ -93,7 +105,8 @@ class TrainConfig:
     """Fine-tuning settings (the `train` section, `retrieval-ft train --config`)."""
 
     method: Method = option(Method.FULL, "which weights train: every one (full), LoRA adapters (lora), adapters "
-                                         "plus named modules (hybrid) or the query side only (query-only)")
+                                         "plus named modules (hybrid), the query side only (query-only) or LoRA "
+                                         "adapters on the query side only (query-lora)")
     epochs: float = option(1.0, "passes over the training pairs")
     lr: float | None = option(None, "learning rate (default: the method's, " + ", ".join(
         f"{v:g} {m.value}" for m, v in DEFAULT_LR.items()) + ")")
@@ -134,7 +147,7 @@ class TrainConfig:
     loss: Loss = option(Loss.MNRL, "mnrl (in-batch negatives) or cached-mnrl (large batches in small memory)")
     mini_batch_size: int = option(16, "cached-mnrl mini-batch")
     matryoshka_dims: tuple[int, ...] | None = option(None, "train nested dimensions too, e.g. [384, 256, 128, 64]")
-    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA adapters (lora and hybrid)")
+    lora: LoraSettings = option(default_factory=LoraSettings, help="LoRA adapters (lora, hybrid and query-lora)")
     full_modules: tuple[str, ...] | None = option(None, "hybrid: module names (in the transformers model) trained "
                                                         "fully (default: the last layer)")
     hard_negatives: HardNegatives = option(default_factory=HardNegatives, help="mined hard negatives")
@@ -165,15 +178,15 @@ class TrainConfig:
         if not 0 <= self.max_guard_drop < 1:
             raise ConfigError(f"max_guard_drop must be in [0, 1), got {self.max_guard_drop!r}.")
         self.interpolation  # noqa: B018 - checks the value
-        if self.corpus_negatives and self.method is not Method.QUERY_ONLY:
-            raise ConfigError("corpus_negatives applies to method 'query-only' only (documents re-encoded while "
-                              "training cannot all be scored at every step).")
+        if self.corpus_negatives and not self.method.query_side:
+            raise ConfigError("corpus_negatives applies to methods 'query-only' and 'query-lora' only (documents "
+                              "re-encoded while training cannot all be scored at every step).")
         if self.guards is not None:
             names = [g.name for g in self.guards]
             if len(set(names)) != len(names) or "main" in names:
                 raise ConfigError(f"guards: names must be unique and not 'main', got {names}.")
-        if self.method is Method.QUERY_ONLY and (self.loss is not Loss.MNRL or self.matryoshka_dims):
-            raise ConfigError("query-only tuning trains against fixed document embeddings: use loss 'mnrl' without matryoshka_dims.")
+        if self.method.query_side and (self.loss is not Loss.MNRL or self.matryoshka_dims):
+            raise ConfigError(f"{self.method.value} tuning trains against fixed document embeddings: use loss 'mnrl' without matryoshka_dims.")
 
     @property
     def learning_rate(self) -> float:
@@ -198,4 +211,4 @@ class TrainConfig:
     @property
     def mines_negatives(self) -> bool:
         enabled = self.hard_negatives.enabled
-        return self.method is Method.QUERY_ONLY if enabled is None else enabled
+        return self.method.query_side if enabled is None else enabled

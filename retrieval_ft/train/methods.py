@@ -1,5 +1,5 @@
-"""The two ways a model trains: query-only (a copy of the base trains as the query side against
-the base's fixed corpus vectors) and shared towers (the base trains, fully or through LoRA, on
+"""The two ways a model trains: query-side (a copy of the base trains, fully or through LoRA, as the
+query side against the base's fixed corpus vectors) and shared towers (the base trains, fully or through LoRA, on
 queries and documents alike). Each returns the model that trains, its rows, loss and dev evaluator.
 
 Called by tune.py with its job; imports torch and sentence-transformers inside the functions.
@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import Method
 from ..encode import document_inputs
 from ..models import prepare_for_training
 from .rows import check_pages
@@ -41,7 +40,8 @@ class MethodSetup:
 
 
 def query_only_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> MethodSetup:
-    """A copy of the base trains as the query side against the base's fixed corpus vectors."""
+    """A copy of the base trains as the query side against the base's fixed corpus vectors: every
+    weight (query-only) or LoRA adapters on it (query-lora)."""
     from sentence_transformers.base.sampler import BatchSamplers
 
     from .dev_eval import DevNDCG
@@ -53,6 +53,7 @@ def query_only_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> 
     train_model = copy.deepcopy(base.model)
     for p in base.model.parameters():
         p.requires_grad_(False)
+    preparation = prepare_for_training(train_model, job.config.method, job.config.lora)
     qids, relevant = _relevant_rows(job, [q for q, _ in tdata.pairs], row)
     rows = {"anchor": [job.dataset.queries[q] for q, _ in tdata.pairs],
             "label": [[qids[q], row[d]] + [row[n] for n in ns] + [-1] * (negs.per_pair - len(ns))
@@ -66,8 +67,7 @@ def query_only_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> 
     # one query in a batch are no false negatives of each other
     return MethodSetup(train_model, base.model, rows, loss, evaluator,
                   prompts={"anchor": base.query_prompt} if base.query_prompt else None,
-                  sampler=BatchSamplers.BATCH_SAMPLER, preparation=prepare_for_training(train_model, Method.QUERY_ONLY),
-                  encodes_images=False)
+                  sampler=BatchSamplers.BATCH_SAMPLER, preparation=preparation, encodes_images=False)
 
 
 def _relevant_rows(job: TrainingJob, queries: list[str], row: dict[str, int]) -> tuple[dict[str, int], list[list[int]]]:

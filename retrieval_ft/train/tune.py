@@ -37,7 +37,7 @@ from ..data import IRDataset, UnknownIds, load_dataset
 from ..data.pairs import is_pair_file, load_pairs
 from ..encode import Encoder, check_encodes_pages
 from ..errors import ConfigError, DataError
-from ..models import parameter_counts, query_document_model
+from ..models import parameter_counts
 from ..precision import resolve_precision
 from ..results import library_versions
 from ..stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, GuardRecord, TrainingDataInfo
@@ -176,7 +176,7 @@ def _negatives(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, 
     # on their own GPUs: had rank 0 filled the cache while the others waited, they would idle as long,
     # and on a large corpus the wait could outlast the process group's timeout. Cache files are
     # written by atomic renames and checked by checksum, so concurrent writers cannot leave a torn one.
-    vectors = job.base.encode_corpus(job.dataset).vectors if config.method is Method.QUERY_ONLY or mine else None
+    vectors = job.base.encode_corpus(job.dataset).vectors if config.method.query_side or mine else None
     if not mine:
         return Negatives(tdata, negatives, per_pair, vectors)
     assert vectors is not None
@@ -195,7 +195,7 @@ def _negatives(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, 
                     "took the next-ranked documents beyond them.", mined.filled, len(negatives), hn.num, hn.range_max)
     # query-only's loss takes a pair with fewer negatives (its labels are padded); the shared towers'
     # negative columns need every one
-    short_ok = hn.fill and config.method is Method.QUERY_ONLY
+    short_ok = hn.fill and config.method.query_side
     keep = [i for i, n in enumerate(negatives) if len(n) == hn.num or (short_ok and n)]
     short = sum(0 < len(negatives[i]) < hn.num for i in keep)
     if short:
@@ -321,6 +321,8 @@ def _train(job: TrainingJob, trainer: Any) -> tuple[float, float]:
 def _artifact_kind(method: Method) -> ArtifactKind:
     if method is Method.QUERY_ONLY:
         return ArtifactKind.QUERY_ONLY
+    if method is Method.QUERY_LORA:
+        return ArtifactKind.QUERY_ADAPTER
     return ArtifactKind.FULL if method is Method.FULL else ArtifactKind.ADAPTER
 
 
@@ -388,14 +390,13 @@ def _write(out: Path, model: SentenceTransformer, stamp: ArtifactStamp, facts: _
                        artifact_bytes=stamp.artifact_bytes, stamp=stamp)
 
 
-def _final_model(job: TrainingJob, setup: MethodSetup, trainer: Any, base_length: int) -> SentenceTransformer:
-    """The model the artifact holds: the best checkpoint's (loaded at the end), at the base's
-    length limit; query-only, the tuned query side routed beside the fixed document side."""
+def _final_model(job: TrainingJob, trainer: Any, base_length: int) -> SentenceTransformer:
+    """The model the artifact holds: the best checkpoint's (loaded at the end), at the base's length
+    limit. For query-side methods that is the query side alone (its weights, or its LoRA adapter):
+    the document side is the base, which loading finds through the stamp (models.load_model)."""
     final = trainer.model
     if job.config.max_seq_length is not None:
         final.max_seq_length = base_length  # the training limit does not travel into the artifact
-    if setup.document_model is not None:
-        final = query_document_model(final, setup.document_model)
     return final
 
 
@@ -464,7 +465,7 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
                           dev_top_documents(config, job.base, job.dataset, negs.tdata.dev_qrels, negs.corpus_vectors))
     progress.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
                     len(dev_docs))
-    setup = (query_only_setup if config.method is Method.QUERY_ONLY else shared_towers_setup)(job, negs, dev_docs)
+    setup = (query_only_setup if config.method.query_side else shared_towers_setup)(job, negs, dev_docs)
     base_length = setup.train_model.max_seq_length
     if config.max_seq_length is not None:
         setup.train_model.max_seq_length = config.max_seq_length
@@ -484,7 +485,7 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
     guard = None
     if watched is not None:
         guard = record(watched, config, blend(job, watched, trainer, history), kept_step(trainer))
-    final = _final_model(job, setup, trainer, base_length)
+    final = _final_model(job, trainer, base_length)
     facts = _Facts(len(train_set), len(dev_docs), parameters, distributed, seconds, peak)
     stamp = _artifact_stamp(job, negs, setup, trainer, facts, history, guard)
     # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);

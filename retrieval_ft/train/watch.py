@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import Method, TrainConfig
+from ..config import TrainConfig
 from ..stamp import GuardRecord
 from . import progress
 from .distributed import from_main
@@ -43,8 +43,8 @@ def watch(job: TrainingJob, setup: MethodSetup) -> Watch | None:
     for s in samples:
         progress.stage("guard set %s: a sample of %d queries and %d documents (%s, split %s)", s.guard.name,
                        len(s.queries), len(s.doc_ids), s.guard.data, s.guard.split)
-    # query-only documents keep the base's vectors: encode each sample's documents once
-    fixed = fixed_guard_vectors(job.base, samples) if config.method is Method.QUERY_ONLY and samples else None
+    # query-side methods' documents keep the base's vectors: encode each sample's documents once
+    fixed = fixed_guard_vectors(job.base, samples) if config.method.query_side and samples else None
     evaluator = GuardedDevNDCG(setup.evaluator, samples, config.max_guard_drop, fixed, job.precision)
     setup.evaluator = evaluator
     blend = Blend(setup.train_model) if config.interpolation != "off" else None
@@ -76,7 +76,7 @@ def kept_step(trainer: Any) -> int | None:
 
 def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]]) -> Choice:
     """Choose alpha (search or fixed, see interpolate.search_alpha) and leave the model as the
-    artifact keeps it: blended for full and query-only, the tuned adapter for LoRA and hybrid
+    artifact keeps it: blended for full and query-only, the tuned adapter for LoRA, hybrid and query-lora
     (their alpha is applied on load)."""
     model, ev = trainer.model, w.evaluator
     assert ev.base is not None and ev.base_dev is not None
@@ -98,8 +98,7 @@ def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]
         return Point(alpha, *ev.point(model))
 
     choice = from_main(job.world, search_alpha(measure, w.mode, base_point, tuned_point, job.config.max_guard_drop))
-    adapter = job.config.method in (Method.LORA, Method.HYBRID)
-    w.blend.apply(model, 1.0 if adapter else choice.alpha)
+    w.blend.apply(model, 1.0 if job.config.method.adapter else choice.alpha)
     progress.stage("blend with the base: %s", choice.reason)
     return choice
 
