@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval_ft.config import ServeConfig
 from retrieval_ft.errors import ConfigError, ModelError, UnknownAdapterError
 
 pytest.importorskip("fastapi", reason="the serve extra: pip install 'retrieval-ft[serve]'")
@@ -79,7 +80,7 @@ class FakeRetriever:
 
     def _known(self, name):
         if name is not None and name not in self.adapters:
-            raise UnknownAdapterError(f"no adapter named {name!r}; loaded: {', '.join(self.adapters) or 'none'}.")
+            raise UnknownAdapterError(f"unknown adapter {name!r}; loaded adapters: {', '.join(self.adapters) or 'none'}.")
 
     def names(self):
         return list(self.adapters)
@@ -127,9 +128,9 @@ def test_search_health_and_adapter_lifecycle(client):
 # (method, path, body, expected code, a fragment of the error). A str body is sent as it is, with a
 # JSON content type unless it starts with "text:".
 CATALOGUE = [
-    ("post", "/search", {"queries": ["a"], "adapter": "nope"}, 404, "no adapter named 'nope'; loaded: shop"),
-    ("post", "/search", {"queries": ["a", "b"], "adapters": ["shop", "nope"]}, 404, "no adapter named 'nope'"),
-    ("delete", "/adapters/nope", None, 404, "no adapter named 'nope'"),
+    ("post", "/search", {"queries": ["a"], "adapter": "nope"}, 404, "unknown adapter 'nope'; loaded adapters: shop"),
+    ("post", "/search", {"queries": ["a", "b"], "adapters": ["shop", "nope"]}, 404, "unknown adapter 'nope'"),
+    ("delete", "/adapters/nope", None, 404, "unknown adapter 'nope'"),
     ("post", "/search", {"queries": []}, 422, "queries: the list is empty"),
     ("post", "/search", {"queries": ["a"] * 5}, 422, "5 in one request, the most is 4"),
     ("post", "/search", {"queries": ["a"], "k": 0}, 422, "k: 0 is out of range; give 1 to 10 (the server's max_k)"),
@@ -224,13 +225,14 @@ def _wait_ready(proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> re
 
 @pytest.fixture(scope="module")
 def server(tiny_model_path, tmp_path_factory):
-    """`retrieval-ft serve` on a tiny base over 40 documents, with adapter `shop` (LoRA), on a free
-    port; yields (its URL, the files the tests use), and always stops it."""
+    """`retrieval-ft serve` on a tiny base over 40 documents, with adapter `shop` (query-lora: the
+    base index), on a free port; yields (its URL, the files the tests use), and always stops it.
+    `other` is a two-sided LoRA (an index of its own), `foreign` a LoRA tuned from another base."""
     from .conftest import build_tiny_model, write_beir
 
     root = tmp_path_factory.mktemp("serve")
     data = write_beir(root / "beir")
-    files = {"data": data, "shop": _artifact(tiny_model_path, data, root / "shop"),
+    files = {"data": data, "shop": _artifact(tiny_model_path, data, root / "shop", "query-lora"),
              "other": _artifact(tiny_model_path, data, root / "other", seed=7),
              "foreign": _artifact(build_tiny_model(root / "other-base", seed=3), data, root / "foreign"),
              "log": root / "serve.log", "config": root / "serve.yaml"}
@@ -277,7 +279,9 @@ def test_server_searches_the_base_and_its_adapters(server, tiny_model_path):
     for row, hits in zip(base, local.search(QUERIES, k=5), strict=True):  # the server answers as the library does
         assert [h["doc_id"] for h in row] == [h.doc_id for h in hits]
         assert [h["score"] for h in row] == pytest.approx([h.score for h in hits], abs=1e-5)
-    assert tuned != base and mixed == [tuned[0], base[1]]
+    assert [[h["doc_id"] for h in row] for row in mixed] == [[h["doc_id"] for h in row] for row in (tuned[0], base[1])]
+    assert [h["score"] for h in mixed[0]] == pytest.approx([h["score"] for h in tuned[0]], abs=1e-5)
+    assert [h["score"] for h in tuned[0]] != pytest.approx([h["score"] for h in base[0]], abs=1e-4)
     assert [(a["name"], a["path"]) for a in listed] == [("shop", str(files["shop"]))]
 
 
@@ -285,10 +289,13 @@ def test_server_loads_replaces_and_removes_adapters(server):
     url, files = server
     with httpx.Client(base_url=url, timeout=60) as http:
         r = http.put("/adapters/extra", json={"path": str(files["other"])})
-        assert r.status_code == 201 and r.json()["name"] == "extra" and r.json()["method"] == "lora", r.text
+        assert r.status_code == 201, r.text
+        assert {k: r.json()[k] for k in ("name", "method", "side", "index")} == {
+            "name": "extra", "method": "lora", "side": "both", "index": "own, not built yet"}
         extra = _search(http, QUERIES, adapter="extra")
+        assert http.get("/adapters").json()["adapters"][0]["index"] == "own"  # built by the first search
         r = http.put("/adapters/extra", json={"path": str(files["shop"])})
-        assert r.status_code == 200 and r.json()["path"] == str(files["shop"])
+        assert r.status_code == 200 and r.json()["path"] == str(files["shop"]) and r.json()["side"] == "query"
         assert _search(http, QUERIES, adapter="extra") == _search(http, QUERIES, adapter="shop") != extra
         assert http.get("/health").json()["adapters"] == 2
         assert http.delete("/adapters/extra").json() == {"removed": "extra"}
@@ -360,3 +367,23 @@ def test_a_port_in_use_is_refused_before_loading(server):
     assert done.returncode == 2, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "loading" not in done.stderr and time.monotonic() - started < 60
+
+
+def test_a_saved_index_folder_serves_as_the_data_does(server, tiny_model_path, tmp_path):
+    from retrieval_ft.config import EncodeConfig
+    from retrieval_ft.data import load_dataset
+    from retrieval_ft.encode import Encoder
+    from retrieval_ft.search import Retriever
+    from retrieval_ft.serve.app import build_retriever
+
+    url, files = server
+    encode = EncodeConfig(progress=False)
+    Retriever.build(Encoder(str(tiny_model_path), encode), load_dataset(files["data"])).save(tmp_path / "index")
+    config = ServeConfig(model=str(tiny_model_path), index=str(tmp_path / "index"), encode=encode,
+                         adapters={"shop": str(files["shop"])})
+    app = create_app(build_retriever(config), max_k=config.max_k, max_queries=config.max_queries)
+    local = TestClient(app)
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for adapter in (None, "shop"):
+            body = {"queries": QUERIES, "k": 5, "adapter": adapter}
+            assert local.post("/search", json=body).json() == http.post("/search", json=body).json()
