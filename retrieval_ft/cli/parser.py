@@ -5,6 +5,7 @@ itself) are declared here."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 from typing import Any
 
@@ -17,8 +18,10 @@ from ..config import (
     IndexConfig,
     Method,
     RunConfig,
+    ServeConfig,
     TrainConfig,
 )
+from ..config.base import field_default
 from .options import CACHE_FIELDS, add_encode_args, add_field, choices
 
 MODEL_HELP = "model folder, hub id, or all-MiniLM-L6-v2 (bundled)"
@@ -35,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("-v", "--verbose", action="store_true", help="log more detail (libraries' INFO lines too)")
     talk.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only (no stage lines)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_run, _bench, _evaluate, _train, _merge, _compare, _gate, _demo_data, _encode, _index):
+    for add in (_run, _bench, _evaluate, _train, _merge, _compare, _gate, _demo_data, _encode, _index,
+                _serve):
         add(sub)
     return parser
 
@@ -159,6 +163,20 @@ def _bench(sub: Any) -> None:
     add_field(bn, BenchConfig, "out", help="results folder (default: the config's out)")
     add_field(bn, BenchConfig, "work", help="folder for tuned models and finished (method, seed) records "
                                             "(default: the config's work)")
+
+
+def _serve(sub: Any) -> None:
+    sv = sub.add_parser("serve", help="serve search over HTTP: the base model's index, with adapters swapped per request",
+                        description="Load the base model and its index (a saved index folder, or a corpus encoded "
+                                    "and indexed at start) and the config's adapters, then answer POST /search "
+                                    "({queries, k, adapter}), GET /adapters, PUT and DELETE /adapters/NAME and GET "
+                                    "/health with JSON. Needs the serve extra: pip install 'retrieval-ft[serve]'.")
+    sv.add_argument("config", help="serve config YAML: model, data or index, adapters, encode, host, port, "
+                                   "max_k, max_queries (see help(retrieval_ft.config.ServeConfig))")
+    fields = {f.name: f for f in dataclasses.fields(ServeConfig)}
+    for name in ("host", "port"):
+        text = f"{fields[name].metadata['help']} (default: the config's, else {field_default(fields[name])})"
+        add_field(sv, ServeConfig, name, help=text)
 
 
 def _add_output_args(p: argparse.ArgumentParser, what: str, md_note: str) -> None:
