@@ -171,8 +171,10 @@ class AdapterRetriever:
 
     def _checked_stamp(self, path: str | Path) -> ArtifactStamp:
         """The artifact's stamp, refused unless it is an adapter or query side tuned from this base."""
-        location = resolve_model(path)
-        stamp = read_stamp(location.location) if location.local else None
+        if not Path(path).expanduser().is_dir():
+            raise ModelError(f"{path}: no such artifact folder; adapters are folders written by `retrieval-ft train` "
+                             "(a path on the serving machine).")
+        stamp = read_stamp(Path(path).expanduser())
         if stamp is None:
             raise ModelError(f"{path}: not a tuned artifact (no retrieval_ft.json); adapters come from "
                              "`retrieval-ft train --method query-lora|lora|hybrid|query-only`.")
