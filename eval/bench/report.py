@@ -1,5 +1,5 @@
 """Compose eval/results/performance.md from the JSON each speed benchmark wrote into
-eval/results/perf/ (encode, train, index, metrics, startup); `--run` runs them first, one at a
+eval/results/perf/ (encode, train, index, metrics, startup, pages, serve); `--run` runs them first, one at a
 time (the machine has two cores: benchmarks side by side would measure each other).
 
     .venv/bin/python eval/bench/report.py [--run]
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from _common import RESULTS, ROOT
 
-BENCHES = ["encode", "train", "index", "metrics", "startup", "pages"]
+BENCHES = ["encode", "train", "index", "metrics", "startup", "pages", "serve"]
 OUT = ROOT / "eval" / "results" / "performance.md"
 
 
@@ -140,6 +140,8 @@ def summary(records: dict) -> list[str]:
         lines.append(f"- `retrieval-ft --help`: {sec['retrieval-ft --help']:.2f} s (goal < 0.5 s); `gate` cold "
                      f"{sec['retrieval-ft gate, cold (empty numba cache)']:.2f} s; importing sentence-transformers alone: "
                      f"{sec['import sentence_transformers (plain stack)']:.2f} s.")
+    if records.get("serve"):
+        lines += serve_goals(records["serve"])
     lines += ["- Beyond one machine: `tests/test_distributed.py` trains with 2 CPU processes (gloo) under torchrun "
               "in `make test`; `retrieval-ft encode --shard I/N` and `retrieval-ft index --shards` are tested in "
               "`tests/test_shards.py`.", ""]
@@ -159,6 +161,58 @@ def pages_section(r: dict) -> list[str]:
               f"By batch size ({small['pages']} pages): " + ", ".join(
                   f"{bs}: {row['pages'] / row['seconds']:.0f} pages/s (+{row['peak_rss_mb'] - row['rss_before_mb']:.0f} MB)"
                   for bs, row in _by_number(r["by_batch_size"])) + ".", "", f"Command: `{r['command']}`", ""]
+    return lines
+
+
+def serve_goals(r: dict) -> list[str]:
+    """One line per goal of the serving issue, met or not, with its figure."""
+    m = r["goals"]["memory"]
+    lines = [f"- {m['adapters']} adapters on one base against the base alone (goal < {m['goal']}x): process RSS "
+             f"**{m['rss_ratio']:.2f}x** ({'met' if m['met_rss'] else 'not met'}); model memory (RSS less the "
+             f"process before loading) **{m['model_ratio']:.2f}x** ({'met' if m['met_model'] else 'not met'}); each "
+             f"adapter adds {m['per_adapter_mb']:.1f} MB over the retriever with none."]
+    if "mixed" in r["goals"]:
+        x = r["goals"]["mixed"]
+        label = r["throughput"]["encode"][x["worst"]]["label"]
+        lines.append(f"- Mixed-adapter batches against the merged single model (goal >= {x['goal']}x queries/s): "
+                     f"**{x['ratio']:.2f}x** at the slowest mix ({label}): {'met' if x['met'] else 'not met'}.")
+    return lines
+
+
+def serve_section(r: dict) -> list[str]:
+    lora = r["lora"]
+    lines = [f"### Serving adapters ({r['model']}: {r['adapters'][-1]} query-lora adapters with random weights, "
+             f"r {lora['r']} on {lora['targets']} layers, {r['adapter_mb']:.1f} MB each; base index of "
+             f"{r['index_docs']} SciFact documents, a saved index folder)", "",
+             *(["**Quick mode (tiny sizes, a smoke run): not figures to read.**", ""] if r.get("quick") else []),
+             f"Memory, each configuration in a fresh process, after loading and one batch of {r['batch_size']} "
+             "queries (through every adapter loaded); RSS is VmRSS read after malloc_trim; model memory = RSS less the process's RSS just before the "
+             "first model loaded (torch, peft, faiss imported). A separately loaded query-lora model "
+             "(`load_model(artifact)`) holds two towers: the adapter merged into a copy of the base for queries, "
+             "the base for documents.", "",
+             "| configuration | RSS MB | model memory MB | peak MB | RSS vs base | model memory vs base |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in r["memory"]:
+        lines.append(f"| {row['label']} | {row['rss_mb']:.0f} | {row['model_mb']:.0f} | {row['peak_mb']:.0f} | "
+                     f"{row['rss_ratio']:.2f}x | **{row['model_ratio']:.2f}x** |")
+    enc, search = r["throughput"]["encode"], r["throughput"]["search"]
+    lines += ["", f"Queries a second ({r['queries']} SciFact queries, batch {r['batch_size']}, {r['precision']}, median "
+              f"of {r['repeats']}); search = encoding + FAISS top-10 on the base index. Baseline: the adapter merged "
+              "into a separately loaded model.", "",
+              "| way | encode q/s | vs merged | search q/s | vs merged |", "|---|---:|---:|---:|---:|"]
+    def order(key: str) -> tuple[int, int]:  # JSON keys come back sorted: merged, single, mixed-N by N, base
+        return ({"merged": 0, "single": 1, "base": 3}.get(key, 2), int(key.split("-")[1]) if "-" in key else 0)
+
+    for key, row in sorted(enc.items(), key=lambda kv: order(kv[0])):
+        s = search.get(key)
+        found = f"{s['queries_per_s']:.0f} | {s['ratio_vs_merged']:.2f}x" if s else "- | -"
+        lines.append(f"| {row['label']} | {row['queries_per_s']:.0f} | **{row['ratio_vs_merged']:.2f}x** | {found} |")
+    ops = r["operations"]
+    lines += ["", f"Adapter operations ({ops['loaded']} loaded, median of {ops['operations']}): add one "
+              f"{ops['add_ms']:.0f} ms, remove one {ops['remove_ms']:.1f} ms. One query after switching adapters "
+              f"{ops['switch_ms']:.1f} ms against {ops['same_ms']:.1f} ms after the same one "
+              f"({ops['switch_ratio']:.2f}x, median of {ops['repeats']}).", "", *serve_goals(r), "",
+              f"Command: `{r['command']}`", ""]
     return lines
 
 
@@ -185,7 +239,7 @@ ORDER = {"encode": ["plain fp32", "plain + bf16 autocast"], "startup": [
 
 
 SECTIONS = {"encode": encode_section, "train": train_section, "index": index_section, "metrics": metrics_section,
-            "startup": startup_section, "pages": pages_section}
+            "startup": startup_section, "pages": pages_section, "serve": serve_section}
 
 
 def main() -> None:
