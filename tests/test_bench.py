@@ -81,7 +81,7 @@ def test_bench_config_is_checked(tmp_path: Path, tiny_model_path: Path):
 
 def test_shipped_benchmark_config_loads():
     config = load_bench_config(str(Path(__file__).resolve().parents[1] / "eval" / "configs" / "scifact.yaml"))
-    methods = ["full", "lora", "hybrid", "query-only"]
+    methods = ["full", "lora", "hybrid", "query-only", "query-lora"]
     assert [m.name for m in config.methods if not m.guarded and m.name in methods] == methods
     assert config.seeds == (42, 43, 44)
     # each method also guarded, trained alike but watching the bench's guard sets

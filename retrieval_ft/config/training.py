@@ -96,7 +96,7 @@ class GuardSet:
 
 # Defaults chosen on SciFact dev NDCG@10 (eval/sweep.py; figures in eval/results/scifact-sweep.md).
 DEFAULT_LR = {Method.FULL: 2e-5, Method.LORA: 1e-3, Method.HYBRID: 5e-4, Method.QUERY_ONLY: 1e-4,
-              Method.QUERY_LORA: 1e-3}
+              Method.QUERY_LORA: 5e-3}
 
 
 @documented
