@@ -211,7 +211,7 @@ def test_unused_parameter_rule_for_two_tower_models():
 def test_the_unused_parameter_search_can_be_set_in_the_config():
     """The rule covers the models we know; a model with other unused weights can switch the search on."""
     from retrieval_ft.config import TrainConfig
-    from retrieval_ft.train.tune import _find_unused
+    from retrieval_ft.train.trainer import _find_unused
 
     lora_names = ["0.auto_model.encoder.layer.0.attention.self.query.lora_A.default.weight"]
     assert _find_unused(TrainConfig(), lora_names, encodes_images=False) is False

@@ -1,6 +1,7 @@
 """Compose eval/results/performance.md from the JSON each speed benchmark wrote into
-eval/results/perf/ (encode, train, index, metrics, startup, pages, serve); `--run` runs them first, one at a
-time (the machine has two cores: benchmarks side by side would measure each other).
+eval/results/perf/ (encode, train and train_sizes, index, metrics, startup, pages, serve, tune_reeval) and the plot of
+training cost by model size; `--run` runs them first, one at a time (the machine has two cores:
+benchmarks side by side would measure each other).
 
     .venv/bin/python eval/bench/report.py [--run]
 """
@@ -9,14 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 from _common import RESULTS, ROOT
 
-BENCHES = ["encode", "train", "index", "metrics", "startup", "pages", "serve"]
+from retrieval_ft.report._markup import axis, esc
+
+BENCHES = ["encode", "train", "index", "metrics", "startup", "pages", "serve", "tune_reeval"]  # the scripts
+RECORDS = ["encode", "train", "train_sizes", "index", "metrics", "startup", "pages", "serve", "tune_reeval"]  # their JSON
 OUT = ROOT / "eval" / "results" / "performance.md"
+SIZES_SVG = OUT.with_name("performance-train-sizes.svg")
 
 
 def _load(name: str) -> dict | None:
@@ -142,6 +148,10 @@ def summary(records: dict) -> list[str]:
                      f"{sec['import sentence_transformers (plain stack)']:.2f} s.")
     if records.get("serve"):
         lines += serve_goals(records["serve"])
+    if records.get("train_sizes"):
+        lines += train_sizes_goals(records["train_sizes"])
+    if records.get("tune_reeval"):
+        lines += tune_reeval_goals(records["tune_reeval"])
     lines += ["- Beyond one machine: `tests/test_distributed.py` trains with 2 CPU processes (gloo) under torchrun "
               "in `make test`; `retrieval-ft encode --shard I/N` and `retrieval-ft index --shards` are tested in "
               "`tests/test_shards.py`.", ""]
@@ -234,12 +244,168 @@ def quality_section() -> list[str]:
     return lines
 
 
-ORDER = {"encode": ["plain fp32", "plain + bf16 autocast"], "startup": [
+def _x(value: float | None, fmt: str = ".2f") -> str:
+    """A ratio as `0.83x`, or a dash where its runs are missing."""
+    return "-" if value is None else f"{value:{fmt}}x"
+
+
+def _met(met: bool | None) -> str:
+    return "not measured" if met is None else ("met" if met else "not met")
+
+
+def train_sizes_goals(r: dict) -> list[str]:
+    """The size sweep's goals, one line each, met or not, with their figures."""
+    g = r["goals"]
+    lines = []
+    if g["memory"]:
+        lines.append("- LoRA peak memory against full's, by model size: " + "; ".join(
+            f"{name} **{m['ratio']:.2f}x** (goal <= {m['goal']}: {_met(m['met'])})" for name, m in g["memory"].items())
+            + "; all three: " + ", ".join(f"{q['size']} {_x(q['lora_full_memory'])}" for q in r["ratios"])
+            + f" (falling with size: {_met(g['memory_falls'])}).")
+    if g["steps"]:
+        lines.append("- LoRA steps/s against full's: " + "; ".join(
+            f"{name} **{m['ratio']:.2f}x** (goal >= 1: {_met(m['met'])})" for name, m in g["steps"].items()) + ".")
+    if "end_to_end" in g:
+        e = g["end_to_end"]
+        lines.append(f"- Training end to end, ours against the plain Trainer for the same steps (dev evaluations left "
+                     f"out): at most **{e['worst']:.2f}x** ({e['size']} {e['method']}"
+                     f"{' with checkpointing' if e['checkpointing'] else ''}; goal <= {e['goal']}: {_met(e['met'])}).")
+    return lines
+
+
+def train_sizes_section(r: dict) -> list[str]:
+    steps = ", ".join(f"{s['name']} {s['steps']}" for s in r["sizes"])
+    gpu = r.get("gpu", False)
+    lines = [f"### Training cost by model size (random weights; batch {r['batch_size']} x {r['max_seq_length']} tokens, "
+             f"{r['precision']}; steps: {steps}; one process per configuration)", "",
+             *(["**Quick mode (the MiniLM-L6 shape only, 2 steps, tiny batches): a smoke run, not figures to read.**",
+                ""] if r.get("quick") else []),
+             "Encoders with the shapes of MiniLM-L6, BERT-base and BERT-large and the MiniLM tokenizer. End to end: "
+             "the whole training call (data, model, training, saving), less ours' dev evaluations (their seconds "
+             "beside); ours also writes a checkpoint (weights and optimizer state) at its dev evaluation and reloads "
+             "the best one at the end, which plain (save_strategy no) does not. Peak: VmHWM from just before training to the end; added: peak less the process's resident "
+             "memory before the work (libraries imported)." + (" GPU peak: torch.cuda.max_memory_allocated." if gpu else ""),
+             "", "| size | method | checkpointing | impl | steps/s | end to end s | of which checkpoint writes s | "
+             "dev evaluations s | peak MB | added MB |" + (" GPU peak MB |" if gpu else ""),
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if gpu else "")]
+    for run in r["runs"]:
+        lines.append(f"| {run['size']} | {run['method']} | {'on' if run['checkpointing'] else 'off'} | {run['impl']} | "
+                     f"{run['steps_per_s']:.3f} | {run['total_seconds'] - run['eval_seconds']:.1f} | "
+                     f"{run['checkpoint_seconds']:.1f} | {run['eval_seconds']:.1f} | {run['peak_mb']:.0f} | {run['added_mb']:.0f} |"
+                     + (f" {run.get('gpu_peak_mb', 0):.0f} |" if gpu else ""))
+    params = {s["name"]: s["params"] for s in r["sizes"]}
+    lines += ["", "Ours, without checkpointing, against full tuning at the same size:", "",
+              "| size | parameters | LoRA/full peak memory | LoRA/full added memory | LoRA/full steps/s | "
+              "hybrid/full peak memory | hybrid/full steps/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for q in r["ratios"]:
+        lines.append(f"| {q['size']} | {params[q['size']] / 1e6:.0f}M | **{_x(q['lora_full_memory'])}** | "
+                     f"{_x(q['lora_full_added_memory'])} | **{_x(q['lora_full_steps'])}** | {_x(q['hybrid_full_memory'])} | "
+                     f"{_x(q['hybrid_full_steps'])} |")
+    lines += ["", "Ours against the plain Trainer (goal: end to end <= 1.15x):", "",
+              "| size | method | checkpointing | end to end | steps/s | peak memory |", "|---|---|---|---:|---:|---:|"]
+    for q in r["ratios"]:
+        for p in q["ours_plain"]:
+            lines.append(f"| {q['size']} | {p['method']} | {'on' if p['checkpointing'] else 'off'} | "
+                         f"**{_x(p['end_to_end'])}** | {_x(p['steps'])} | {_x(p['memory'])} |")
+    ckpt = [f"{q['size']} {m} memory {_x(c['memory'])}, steps/s {_x(c['steps'])}"
+            for q in r["ratios"] for m, c in q["checkpointing"].items()]
+    if ckpt:
+        lines += ["", "Gradient checkpointing against none (ours): " + "; ".join(ckpt) + "."]
+    lines += ["", *train_sizes_goals(r), "", f"![LoRA against full tuning by model size]({SIZES_SVG.name})", "",
+              f"Command: `{r['command']}`", ""]
+    return lines
+
+
+def train_sizes_svg(r: dict, width: int = 560, height: int = 320) -> str:
+    """LoRA/full peak memory and steps/s (ours, without checkpointing) against the parameter count
+    (log scale), with each goal: memory at most 0.9x at MiniLM-L6 and 0.6x at BERT-large, steps/s at
+    least 1x at BERT-base and above."""
+    params = {s["name"]: s["params"] for s in r["sizes"]}
+    series = {"LoRA/full peak memory": ("lora_full_memory", "#1565c0"), "LoRA/full steps/s": ("lora_full_steps", "#ef6c00")}
+    points = {label: [(math.log10(params[q["size"]]), q[key], q["size"]) for q in r["ratios"] if q[key] is not None]
+              for label, (key, _) in series.items()}
+    xs = [math.log10(p) for p in params.values()]
+    ys = [y for pts in points.values() for _, y, _ in pts] + [0.0, 1.0]
+    pad = 56
+    sx = axis(min(xs) - 0.15, max(xs) + 0.15, pad, width - pad / 2)
+    sy = axis(0.0, max(ys) * 1.1, height - pad, pad / 2)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             'font-size="11" role="img" aria-label="LoRA against full tuning by model size">',
+             f'<line x1="{pad}" y1="{sy(1.0):.1f}" x2="{width - pad / 2}" y2="{sy(1.0):.1f}" stroke="#999" stroke-dasharray="4"/>',
+             f'<text x="{pad + 4}" y="{sy(1.0) - 4:.1f}" fill="#666">1x (steps/s goal: at or above, from BERT-base)</text>',
+             f'<text x="{width / 2:.0f}" y="{height - 8}" text-anchor="middle">parameters (log scale)</text>',
+             f'<text x="14" y="{height / 2:.0f}" transform="rotate(-90 14 {height / 2:.0f})" text-anchor="middle">'
+             "LoRA / full (ours)</text>"]
+    for name, goal in (("MiniLM-L6", 0.9), ("BERT-large", 0.6)):
+        if name in params:
+            x = sx(math.log10(params[name]))
+            parts.append(f'<line class="goal" x1="{x - 14:.1f}" y1="{sy(goal):.1f}" x2="{x + 14:.1f}" y2="{sy(goal):.1f}" '
+                         f'stroke="#1565c0" stroke-width="2" stroke-dasharray="3"/><text x="{x - 16:.1f}" y="{sy(goal) + 4:.1f}" '
+                         f'text-anchor="end" fill="#1565c0">goal {goal}</text>')
+    top = max(ys) * 1.1
+    parts += [f'<line x1="{pad}" y1="{sy(0):.1f}" x2="{width - pad / 2}" y2="{sy(0):.1f}" stroke="#999"/>',
+              *(f'<text x="{pad - 6}" y="{sy(v) + 4:.1f}" text-anchor="end" fill="#666">{v:g}</text>'
+                for v in (i * 0.5 for i in range(int(top / 0.5) + 1)))]
+    for name, p in params.items():
+        parts.append(f'<text x="{sx(math.log10(p)):.1f}" y="{height - pad + 16}" text-anchor="middle" fill="#666">'
+                     f'{esc(name)} ({p / 1e6:.0f}M)</text>')
+    for i, (label, (_, color)) in enumerate(series.items()):
+        pts = points[label]
+        if pts:
+            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in pts)
+            parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+            parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{color}"/><text x="{sx(x) + 6:.1f}" '
+                      f'y="{sy(y) - 6:.1f}" fill="{color}">{y:.2f}x</text>' for x, y, _ in pts]
+        parts.append(f'<rect x="{pad + 200 * i}" y="8" width="10" height="3" fill="{color}"/><text x="{pad + 14 + 200 * i}" '
+                     f'y="13">{esc(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def tune_reeval_goals(r: dict) -> list[str]:
+    g = r["goals"]
+    if not g:
+        return []
+    return ["- From \"tune\" to \"new metrics\" on " + Path(r["data"]).name + ", whole processes, against plain full "
+            "tuning and re-encoding (goal >= 10x): " + "; ".join(
+                f"{m} **{x['speedup']:.1f}x** faster ({_met(x['met'])}; NDCG@10 {r['ours'][m]['ndcg@10']:.4f} against "
+                f"plain's {r['plain']['ndcg@10']:.4f})" for m, x in g.items()) + "."]
+
+
+def tune_reeval_section(r: dict) -> list[str]:
+    limit = (f"every path {r['max_steps']} steps" if r.get("max_steps") else
+             f"every path {r['epochs']:g} epochs" if r.get("epochs") else "each path's own default length")
+    w, p = r["warmup"], r["plain"]
+    lines = [f"### From \"tune\" to \"new metrics\" ({Path(r['data']).name}, {r['model']}; whole processes; {limit})", "",
+             "Ours: `retrieval-ft train --method M` then `retrieval-ft evaluate` on the tuned model, each a fresh "
+             "process; ours' training time includes its dev evaluations (model selection). The base model's document embeddings are what a user already has: a base `evaluate` "
+             f"warmed the cache first ({w['seconds']:.1f} s, NDCG@10 {w['ndcg@10']:.4f}; not counted). Plain: one "
+             f"script, SentenceTransformerTrainer + MNRL with its defaults ({p['epochs']:g} epochs, batch {p['batch_size']}, "
+             f"learning rate {p['learning_rate']:g}, {p['steps']} steps on {p['pairs']} pairs), then the corpus "
+             "encoded with the tuned model, FAISS exact search and ranx NDCG@10.", "",
+             "| path | train s | evaluate s | total s | NDCG@10 on test | corpus | faster than plain |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for m, o in sorted(r["ours"].items(), key=lambda kv: (ORDER["tune_reeval"] + [kv[0]]).index(kv[0])):
+        lines.append(f"| ours {m} ({o['steps']} steps) | {o['train_seconds']:.1f} | {o['evaluate_seconds']:.1f} | "
+                     f"{o['seconds']:.1f} | {o['ndcg@10']:.4f} | {'base, cached' if o['corpus_from_cache'] else 're-encoded'} | "
+                     f"**{r['speedup'][m]:.1f}x** |")
+    ph = p["phases"]
+    lines.append(f"| plain full ({p['steps']} steps) | {ph['train']:.1f} | {ph['encode_corpus'] + ph['search_and_score']:.1f} | "
+                 f"{p['seconds']:.1f} | {p['ndcg@10']:.4f} | re-encoded | 1.0x |")
+    lines += ["", "Plain's total is its process from start to exit (imports, training and saving, encoding the corpus "
+              f"{ph['encode_corpus']:.1f} s, searching and scoring {ph['search_and_score']:.1f} s).",
+              "", *tune_reeval_goals(r), "", f"Command: `{r['command']}`", ""]
+    return lines
+
+
+ORDER = {"encode": ["plain fp32", "plain + bf16 autocast"], "tune_reeval": ["full", "lora", "hybrid", "query-only", "query-lora"],
+         "startup": [
     "python (interpreter alone)", "import sentence_transformers (plain stack)", "retrieval-ft --help"]}
 
 
 SECTIONS = {"encode": encode_section, "train": train_section, "index": index_section, "metrics": metrics_section,
-            "startup": startup_section, "pages": pages_section, "serve": serve_section}
+            "startup": startup_section, "pages": pages_section, "serve": serve_section,
+            "train_sizes": train_sizes_section, "tune_reeval": tune_reeval_section}
 
 
 def main() -> None:
@@ -249,7 +415,7 @@ def main() -> None:
     if args.run:
         for name in BENCHES:
             subprocess.run([sys.executable, str(Path(__file__).with_name(f"{name}.py"))], check=True, cwd=ROOT)
-    records = {name: _load(name) for name in BENCHES}
+    records = {name: _load(name) for name in RECORDS}
     present = [r for r in records.values() if r]
     if not present:
         sys.exit(f"no results in {RESULTS}; run with --run")
@@ -263,13 +429,16 @@ def main() -> None:
              "(AVX2 only) bf16 autocast was reported about 5x slower than float32, and `auto` stays in float32 "
              "there; that case is not measured here.", ""]
     lines += summary(records)
-    for name in BENCHES:
+    for name in RECORDS:
         if records[name]:
             lines += SECTIONS[name](records[name])
             lines.insert(len(lines) - 1, f"Measured {records[name]['when']}.")
         else:
             lines += [f"### {name}", "", "Not run yet.", ""]
     lines += quality_section()
+    if records["train_sizes"]:
+        SIZES_SVG.write_text(train_sizes_svg(records["train_sizes"]) + "\n", encoding="utf-8")
+        print(f"wrote {SIZES_SVG}")
     tmp = OUT.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tmp.replace(OUT)

@@ -93,6 +93,7 @@ def _train(sub: Any) -> None:
     # batch size and precision are the training's own (precision also encodes); the cache is evaluate's
     add_encode_args(tr, exclude=("batch_size", "similarity", "precision", *CACHE_FIELDS), prefix="encode_")
     add_field(tr, TrainConfig, "precision")
+    add_field(tr, TrainConfig, "gradient_checkpointing")
 
 
 def _merge(sub: Any) -> None:

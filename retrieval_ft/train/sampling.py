@@ -188,7 +188,7 @@ def steps_per_epoch(config: TrainConfig, world_size: int, dataset: Any, sampler:
     """Optimizer steps one epoch takes with `sampler` (several processes share its batches), checked
     before training: a sampler that cannot form the batches the pairs call for says so loudly, and
     one that would train a single step where the pairs call for more is an error."""
-    drop_last = world_size > 1  # as the Trainer's arguments (see tune._training_arguments)
+    drop_last = world_size > 1  # as the Trainer's arguments (see trainer._training_arguments)
     formed, advertised, full = _sampler_batches(sampler, dataset, config.batch_size, drop_last, config.seed)
     n_rows = len(dataset)
     wanted = max(1, math.ceil(n_rows / (config.batch_size * world_size)))

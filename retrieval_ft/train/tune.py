@@ -8,9 +8,10 @@ continues from the last one. The artifact written to OUT carries a stamp (retrie
 saying what made it.
 
 `finetune` reads as the recipe: checkpoint check, training data, negatives, dev set, method set-up
-(query-only or shared towers), trainer arguments, training, artifact stamp, write. The losses live
-in losses.py, the dev evaluator in dev_eval.py, mining in negatives.py, several processes in
-distributed.py, progress display in progress.py and callbacks.py.
+(query-only or shared towers), the Trainer, training, artifact stamp, write. The Trainer's schedule
+and arguments live in trainer.py, the losses in losses.py, the dev evaluator in dev_eval.py, mining
+in negatives.py, several processes in distributed.py, progress display in progress.py and
+callbacks.py.
 
 Launched as several processes (torchrun, accelerate launch), the Trainer trains with DDP: the batch
 size is per process, in-batch negatives are gathered across processes, and only rank 0 writes the
@@ -20,10 +21,8 @@ artifact.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,21 +41,14 @@ from ..precision import resolve_precision
 from ..results import library_versions
 from ..stamp import STAMP, ArtifactKind, ArtifactStamp, BaseModelInfo, GuardRecord, TrainingDataInfo
 from . import progress
-from .checkpoints import CHECKPOINTS, RUN_SETTINGS, check_same_run, checkpoint_to_resume
-from .distributed import (
-    DDP_TIMEOUT,
-    World,
-    find_unused_parameters,
-    from_main,
-    gathers_across_devices,
-    join_world,
-    written_by_main,
-)
-from .measure import folder_bytes, peak_memory_mb, reset_peak_memory
+from .checkpoints import CHECKPOINTS, check_same_run, checkpoint_to_resume
+from .distributed import World, from_main, gathers_across_devices, join_world, written_by_main
+from .measure import folder_bytes
 from .methods import MethodSetup, query_only_setup, shared_towers_setup
 from .negatives import mine_negatives
 from .rows import DEV_METRIC, TrainingData, training_data, training_set
 from .sampling import check_steps
+from .trainer import Schedule, build_trainer, schedule_of, train
 from .watch import blend, history_entry, kept_step, record, watch
 
 if TYPE_CHECKING:
@@ -136,10 +128,15 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# how a run computes, not what: gradient checkpointing recomputes the same activations, so a run may
+# resume with it switched (to fit a smaller GPU, say); precision is kept as resolved instead
+_NOT_THE_RUN = ("precision", "gradient_checkpointing")
+
+
 def _run_settings(config: TrainConfig, precision: Precision, base: Encoder, dataset: IRDataset) -> dict[str, Any]:
     """What checkpoints are kept beside, for a resumed run to match: the precision it resolved to,
     not "auto" (another machine's auto could switch it mid-run)."""
-    return {"config": {k: v for k, v in to_dict(config).items() if k != "precision"},
+    return {"config": {k: v for k, v in to_dict(config).items() if k not in _NOT_THE_RUN},
             "precision": precision.value, "base_fingerprint": base.fingerprint,
             "data_fingerprint": dataset.fingerprint(config.split),
             "encode": {k: v for k, v in base.settings().items() if k != "precision"}}
@@ -210,112 +207,6 @@ def _negatives(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, 
                         f"{len(job.dataset.corpus)} documents); lower hard_negatives.num (--hard-negatives).")
     kept = TrainingData([tdata.pairs[i] for i in keep], tdata.dev_qrels, tdata.dev_source)
     return Negatives(kept, [negatives[i] for i in keep], hn.num, vectors)
-
-
-@dataclass(frozen=True)
-class _Schedule:
-    global_batch: int  # batch_size is per process, as in the Trainer
-    total_steps: int
-    eval_steps: int  # dev evaluations (and checkpoints) every this many steps
-
-
-def _schedule(config: TrainConfig, world: World, train_set: Any, sampler: Any) -> _Schedule:
-    """Steps as the Trainer will take them: the batches `sampler` forms from `train_set`, each
-    process taking its share (checked before training, see sampling.steps_per_epoch)."""
-    from .sampling import steps_per_epoch
-
-    global_batch = config.batch_size * world.size
-    if world.size > 1 and len(train_set) < global_batch:
-        # every process drops its last short batch (see dataloader_drop_last): none would be left
-        raise ConfigError(f"{len(train_set)} training pairs cannot fill one step of {world.size} processes x "
-                          f"batch size {config.batch_size}; lower --batch-size or start fewer processes.")
-    per_epoch = steps_per_epoch(config, world.size, train_set, sampler)
-    total_steps = config.max_steps or math.ceil(per_epoch * config.epochs)
-    eval_steps = max(1, min(total_steps, per_epoch // config.evals_per_epoch or 1))
-    return _Schedule(global_batch, total_steps, eval_steps)
-
-
-def _training_arguments(job: TrainingJob, setup: MethodSetup, schedule: _Schedule) -> Any:
-    from sentence_transformers import SentenceTransformerTrainingArguments
-
-    config, world = job.config, job.world
-    trainable = [n for n, p in setup.train_model.named_parameters() if p.requires_grad]
-    return SentenceTransformerTrainingArguments(
-        output_dir=str(job.ckpt_dir),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        data_seed=config.seed,
-        batch_sampler=setup.sampler,
-        eval_strategy="steps",
-        eval_steps=schedule.eval_steps,
-        save_strategy="steps",
-        save_steps=schedule.eval_steps,
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        # dev NDCG@10, or with guard sets the selection score (guards.selection_score)
-        metric_for_best_model=f"eval_{setup.evaluator.name}_{setup.evaluator.primary_metric}",
-        greater_is_better=True,
-        logging_steps=max(1, schedule.eval_steps // 2),
-        report_to="none",
-        disable_tqdm=not job.show_bars,
-        dataloader_num_workers=0,
-        # with several processes every one must take a full batch at every step: gathering needs
-        # equal shapes, and a process left with an extra short batch would wait for the others forever
-        dataloader_drop_last=world.size > 1,
-        ddp_timeout=int(DDP_TIMEOUT.total_seconds()),
-        # search for parameters without gradient only where some exist (a BERT pooler, say): the
-        # search costs an autograd traversal per step, and warns at every step when it finds none
-        ddp_find_unused_parameters=_find_unused(job.config, trainable, setup.encodes_images) if world.size > 1 else None,
-        prompts=setup.prompts,
-        use_cpu=job.use_cpu,
-        # mixed precision: float32 weights, bf16/fp16 matmuls where the hardware has them
-        bf16=job.precision is Precision.BF16,
-        fp16=job.precision is Precision.FP16,
-    )
-
-
-def _find_unused(config: TrainConfig, trainable: list[str], encodes_images: bool) -> bool:
-    """DDP's search for weights without gradient: as configured, else where the model has some."""
-    if config.ddp_find_unused_parameters is not None:
-        return config.ddp_find_unused_parameters
-    return find_unused_parameters(trainable, encodes_images)
-
-
-def _trainer(job: TrainingJob, setup: MethodSetup, schedule: _Schedule, train_set: Any, callbacks: list[Any] | None) -> Any:
-    """The Trainer, its logs sent to our loggers instead of dicts printed on stdout."""
-    from sentence_transformers import SentenceTransformerTrainer
-    from transformers import PrinterCallback
-
-    from .callbacks import trainer_callbacks
-
-    trainer = SentenceTransformerTrainer(model=setup.train_model, args=_training_arguments(job, setup, schedule),
-                                         train_dataset=train_set, loss=setup.loss, evaluator=setup.evaluator,
-                                         callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)
-    for callback in trainer_callbacks(job.show_bars):
-        trainer.add_callback(callback)
-    return trainer
-
-
-def _train(job: TrainingJob, trainer: Any) -> tuple[float, float]:
-    """Train (from the checkpoint to resume, if any); returns (seconds, peak memory MB)."""
-    if job.world.is_main:
-        job.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(job.ckpt_dir / RUN_SETTINGS, job.settings)
-    reset_peak_memory()
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        # under DDP: torch deprecations raised inside accelerate's DDP wrapping and inside
-        # sentence-transformers' gathering (again after every evaluation), which no user can act on
-        for message in (r"`broadcast_buffers` is deprecated", r"torch\.distributed\.nn\.functional\.all_gather is deprecated"):
-            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
-        trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from is not None else None)
-    return time.perf_counter() - start, peak_memory_mb()
 
 
 _ARTIFACT_KIND = {Method.FULL: ArtifactKind.FULL, Method.QUERY_ONLY: ArtifactKind.QUERY_ONLY,
@@ -400,7 +291,7 @@ def _final_model(job: TrainingJob, trainer: Any, base_length: int) -> SentenceTr
     return final
 
 
-def _world_record(world: World, schedule: _Schedule, loss: Any, batch_size: int) -> dict[str, Any]:
+def _world_record(world: World, schedule: Schedule, loss: Any, batch_size: int) -> dict[str, Any]:
     """The stamp's `distributed`: how many processes trained, and whether negatives were gathered."""
     gathered = gathers_across_devices(loss)
     if world.size > 1:
@@ -472,12 +363,12 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
     watched = watch(job, setup)
     train_set = training_set(setup.rows)
     parameters = parameter_counts(setup.train_model)
-    schedule = _schedule(config, job.world, train_set, setup.sampler)
-    trainer = _trainer(job, setup, schedule, train_set, callbacks)
+    schedule = schedule_of(config, job.world, train_set, setup.sampler)
+    trainer = build_trainer(job, setup, schedule, train_set, callbacks)
     progress.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                     config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
     distributed = _world_record(job.world, schedule, setup.loss, config.batch_size)
-    seconds, peak = _train(job, trainer)
+    seconds, peak = train(job, trainer)
     check_steps(trainer.state.global_step, schedule.total_steps)
     history = _dev_history(trainer, setup.evaluator)
     guard = None
