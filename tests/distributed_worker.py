@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from retrieval_ft.config import EncodeConfig, TrainConfig
 from retrieval_ft.train import finetune
+from retrieval_ft.train import trainer as trainer_module
 from retrieval_ft.train import tune as train_module
 from retrieval_ft.train.distributed import World, join_world
 from retrieval_ft.train.losses import FixedDocumentsMNRL
@@ -89,6 +90,7 @@ def main(model: str, data: str, out: Path) -> None:
         write_json_atomic(target, obj)
 
     train_module.atomic_dir, train_module.write_json_atomic = spy_dir, spy_json  # type: ignore[assignment]
+    trainer_module.write_json_atomic = spy_json  # type: ignore[assignment]  # the run settings beside checkpoints
 
     whole = finetune(model, data, CONFIG, out / "whole", encode=ENC)
     try:
