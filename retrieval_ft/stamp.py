@@ -92,8 +92,11 @@ class ArtifactStamp(Record, error=ModelError, fix=_FIX):
     max_seq_length: int | None = None
     steps: int | None = None
     distributed: dict[str, Any] | None = None
-    train_seconds: float | None = None
+    train_seconds: float | None = None  # in the Trainer's train() (steps, evaluations, checkpoint writes)
     eval_seconds: float | None = None  # in dev evaluations, included in train_seconds
+    # the run's wall time by phase (load, data, mining, dev_set, steps, evaluations, checkpoints,
+    # selection, save) and its total, in seconds
+    timings: dict[str, float] | None = recorded_as(only_when_set=True)
     peak_memory_mb: float | None = None
     trainable_params: int | None = None
     total_params: int | None = None

@@ -30,7 +30,7 @@ ENC = EncodeConfig(progress=False)
 STAMP_KEYS = {"artifact", "method", "base", "data", "config", "learning_rate", "encode", "precision", "max_seq_length",
               "steps", "distributed", "train_seconds", "eval_seconds", "peak_memory_mb", "trainable_params",
               "total_params", "preparation", "best_dev_ndcg@10", "dev_history", "best_checkpoint", "versions",
-              "created", "artifact_bytes"}
+              "created", "artifact_bytes", "timings"}
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from retrieval_ft.cli import main
 from retrieval_ft.config import EncodeConfig, TrainConfig, from_dict
@@ -20,6 +24,7 @@ from .conftest import write_beir
 TEXTS = ["star galaxy orbit", "flour sugar bake", "goal match referee", "vaccine dose"]
 FAST = dict(max_steps=4, batch_size=8, evals_per_epoch=2, warmup_ratio=0.0)
 ENC = EncodeConfig(progress=False)
+EVAL_SECONDS = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +112,165 @@ def test_resume_accepts_a_change_of_gradient_checkpointing(tiny_model_path, data
     a = Encoder(str(whole.artifact), ENC).encode_documents(TEXTS)
     b = Encoder(str(resumed.artifact), ENC).encode_documents(TEXTS)
     assert np.abs(a - b).max() < 1e-5
+
+
+# -- where the time goes, and what is not done twice ---------------------------------------------
+def _scripted_dev(monkeypatch, values: list[float]) -> None:
+    """Dev NDCG@10 of successive evaluations as given, to decide which step is the best; each takes
+    EVAL_SECONDS."""
+    from retrieval_ft.train.dev_eval import DevNDCG
+
+    calls = iter(values)
+
+    def scripted(self, model, output_path=None, epoch=-1, steps=-1):
+        value = next(calls)
+        time.sleep(EVAL_SECONDS)
+        self.history.append({"step": int(steps), "epoch": float(epoch), "ndcg@10": value})
+        return self.prefix_name_to_metrics({"ndcg@10": value}, self.name)
+
+    monkeypatch.setattr(DevNDCG, "__call__", scripted)
+
+
+class ListCheckpoints:
+    """The checkpoint folders there are when training ends (copied to `keep`, if given: writing
+    the artifact replaces the output folder, checkpoints and all)."""
+
+    def __init__(self, folder: Path, keep: Path | None = None) -> None:
+        self.folder, self.keep, self.names = folder, keep, None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.names = sorted(p.name for p in self.folder.glob("checkpoint-*"))
+        if self.keep is not None:
+            shutil.copytree(self.folder, self.keep)
+
+
+def _count_reloads(monkeypatch) -> list[str]:
+    from sentence_transformers import SentenceTransformerTrainer
+
+    loaded: list[str] = []
+    original = SentenceTransformerTrainer._load_from_checkpoint
+
+    def counted(self, checkpoint_path):
+        loaded.append(Path(checkpoint_path).name)
+        return original(self, checkpoint_path)
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "_load_from_checkpoint", counted)
+    return loaded
+
+
+def test_the_last_step_when_best_is_kept_without_a_reload_or_a_last_checkpoint(tiny_model_path, data_dir, tmp_path,
+                                                                                 monkeypatch, caplog):
+    _scripted_dev(monkeypatch, [0.5, 0.9])  # evaluations at steps 2 and 4: the last is the best
+    loaded = _count_reloads(monkeypatch)
+    written = ListCheckpoints(tmp_path / "t" / "checkpoints")
+    with caplog.at_level("INFO", logger="retrieval_ft"):
+        result = finetune(str(tiny_model_path), data_dir, TrainConfig(method="full", lr=5e-3, **FAST), tmp_path / "t",
+                          encode=ENC, callbacks=[written])
+    assert loaded == []
+    assert result.stamp.best_checkpoint == "checkpoint-4" and result.best_dev_ndcg == 0.9
+    # the artifact, written right after training, is the result: no checkpoint after the last step
+    # (the artifact replaces the output folder, checkpoints and all)
+    assert written.names == ["checkpoint-2"] and not (tmp_path / "t" / "checkpoints").exists()
+    # the model card names example texts but does not encode them (no similarity printout)
+    card = (result.artifact / "README.md").read_text()
+    assert "similarities = model.similarity" in card and "tensor([[" not in card
+
+    # the timings: every phase, none negative, adding up to the run's wall time
+    timings = result.stamp.to_dict()["timings"]
+    assert timings == result.timings
+    from retrieval_ft.train.timing import PHASES
+
+    assert list(timings) == [*PHASES, "total"]
+    assert all(v >= 0 for v in timings.values())
+    assert timings["steps"] > 0 and timings["save"] > 0 and timings["load"] > 0
+    # the two evaluations' time is told apart from the steps'
+    assert 2 * EVAL_SECONDS <= timings["evaluations"] < 2 * EVAL_SECONDS + 0.5
+    assert timings["evaluations"] == result.stamp.eval_seconds
+    parts = sum(v for k, v in timings.items() if k != "total")
+    assert parts <= timings["total"] + 0.05 and parts >= 0.9 * timings["total"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("time: ")]
+    assert lines == [f"time: load {timings['load']:.1f} s, data {timings['data']:.1f} s, mining {timings['mining']:.1f} s, "
+                     f"dev set {timings['dev_set']:.1f} s, steps {timings['steps']:.1f} s, evaluations "
+                     f"{timings['evaluations']:.1f} s, checkpoints {timings['checkpoints']:.1f} s, selection "
+                     f"{timings['selection']:.1f} s, save {timings['save']:.1f} s; total {timings['total']:.1f} s"]
+
+
+def test_an_earlier_best_checkpoint_is_loaded_back(tiny_model_path, data_dir, tmp_path, monkeypatch):
+    _scripted_dev(monkeypatch, [0.9, 0.5])  # the first evaluation (step 2) is the best
+    loaded = _count_reloads(monkeypatch)
+    written = ListCheckpoints(tmp_path / "t" / "checkpoints", keep=tmp_path / "kept")
+    result = finetune(str(tiny_model_path), data_dir, TrainConfig(method="full", lr=5e-3, **FAST), tmp_path / "t",
+                      encode=ENC, callbacks=[written])
+    assert loaded == ["checkpoint-2"] and written.names == ["checkpoint-2"]
+    assert result.stamp.best_checkpoint == "checkpoint-2" and result.timings["selection"] > 0
+    kept = Encoder(str(tmp_path / "kept" / "checkpoint-2"), ENC).encode_queries(TEXTS)
+    assert np.abs(Encoder(str(result.artifact), ENC).encode_queries(TEXTS) - kept).max() < 1e-6
+
+
+def _sentence_transformers_alive() -> set[int]:
+    import gc
+
+    from sentence_transformers import SentenceTransformer
+
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance on every object touches torch's deprecated aliases
+        warnings.simplefilter("ignore")
+        return {id(o) for o in gc.get_objects() if isinstance(o, SentenceTransformer)}
+
+
+class CountModels:
+    """The SentenceTransformer objects alive at the first step that were not alive before training."""
+
+    def __init__(self, before: set[int]) -> None:
+        self.before, self.new = before, None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.new is None:
+            self.new = len(_sentence_transformers_alive() - self.before)
+
+
+@pytest.mark.parametrize("method", ["query-lora", "query-only", "lora"])
+def test_training_holds_one_model(tiny_model_path, data_dir, tmp_path, method):
+    """The base is loaded once, and query-side methods hold no copy of it as a document model: the
+    documents are the base's cached vectors."""
+    counter = CountModels(_sentence_transformers_alive())
+    result = finetune(str(tiny_model_path), data_dir, TrainConfig(method=method, lr=2e-2, **FAST), tmp_path / "t",
+                      encode=ENC, callbacks=[counter])
+    assert counter.new == 1
+    # the documents still keep the base's vectors, bit for bit
+    base = Encoder(str(tiny_model_path), ENC).encode_documents(TEXTS)
+    assert np.array_equal(Encoder(str(result.artifact), ENC).encode_documents(TEXTS), base) == method.startswith("query-")
+
+
+def test_the_dev_corpus_is_encoded_once_per_evaluation(tiny_model_path, data_dir, tmp_path, monkeypatch):
+    import retrieval_ft.train.dev_eval as dev_eval
+
+    encoded: list[int] = []
+    original = dev_eval.encode_items
+
+    def counted(model, items, **kwargs):
+        encoded.append(len(items))
+        return original(model, items, **kwargs)
+
+    monkeypatch.setattr(dev_eval, "encode_items", counted)
+    evaluators = []
+    original_init = dev_eval.DevNDCG.__init__
+
+    def kept(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        evaluators.append(self)
+
+    monkeypatch.setattr(dev_eval.DevNDCG, "__init__", kept)
+    result = finetune(str(tiny_model_path), data_dir, TrainConfig(method="lora", lr=2e-2, **FAST), tmp_path / "t",
+                      encode=ENC)
+    assert len(encoded) == len(result.history) == 2 and set(encoded) == {result.stamp.data.dev_corpus_size}
+    # and the encodings are let go once scored: the evaluator keeps no vectors between evaluations
+    [evaluator] = evaluators
+    assert not [k for k, v in vars(evaluator).items() if isinstance(v, (np.ndarray, torch.Tensor))]
+

@@ -3,8 +3,10 @@
 `tune.finetune` is the recipe; each step's material has its own module:
 `rows` (training pairs, dev queries, the training set), `negatives` (hard-negative mining),
 `dev_eval` (the dev evaluator for model selection), `methods` (query-only vs shared-tower set-up),
-`losses` (one class per loss), `checkpoints` (resume), `distributed` (torchrun/accelerate processes),
-`measure` (peak memory, sizes), `progress` and `callbacks` (what training shows while it runs).
+`losses` (one class per loss), `trainer` (the Trainer's schedule and arguments, training, keeping the
+best checkpoint), `checkpoints` (resume), `distributed` (torchrun/accelerate processes), `measure`
+(peak memory, sizes), `timing` (where the run's time goes), `progress` and `callbacks` (what
+training shows while it runs).
 Training sits after encode, index, search and metrics in the flow: it uses them to mine negatives
 and score dev sets.
 """

@@ -1,5 +1,6 @@
-"""Trainer callbacks that report training: the Trainer's own log records at DEBUG (shown with -v)
-and, where no progress bar is shown (CI logs), a periodic progress line and each dev evaluation."""
+"""Trainer callbacks: the Trainer's own log records at DEBUG (shown with -v); where no progress bar
+is shown (CI logs), a periodic progress line and each dev evaluation; the time the Trainer spends
+in evaluations and checkpoint writes; no checkpoint after the last step."""
 
 from __future__ import annotations
 
@@ -48,6 +49,41 @@ class ProgressLines(TrainerCallback):
         shown = {k.removeprefix("eval_dev_"): v for k, v in (metrics or {}).items() if k.startswith("eval_dev_")}
         progress.info("evaluation at step %d: %s", state.global_step,
                       ", ".join(f"dev {k} {v:.4f}" for k, v in shown.items()) or "done")
+
+
+class TrainerTimes(TrainerCallback):
+    """The time the Trainer spends inside `train()` besides optimizer steps: dev evaluations (the
+    Trainer's own `eval_runtime` of each) and checkpoint writes (from the end of the step, or of its
+    evaluation, to `on_save`)."""
+
+    def __init__(self) -> None:
+        self.evaluations = 0.0
+        self.checkpoints = 0.0
+        self._mark: float | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._mark = time.perf_counter()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> None:
+        self.evaluations += float((metrics or {}).get("eval_runtime", 0.0))
+        self._mark = time.perf_counter()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._mark is not None:
+            self.checkpoints += time.perf_counter() - self._mark
+        self._mark = None
+
+
+class NoFinalCheckpoint(TrainerCallback):
+    """No checkpoint after the last step: the artifact, written right after training, is the run's
+    result, and a run killed before it is written resumes from the checkpoint before (redoing the
+    steps since). The last step's weights are the model in memory; tune.py keeps them or loads an
+    earlier best checkpoint back (trainer.keep_best)."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_save = False
 
 
 def trainer_callbacks(show_bars: bool) -> list[TrainerCallback]:

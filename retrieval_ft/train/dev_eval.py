@@ -62,6 +62,13 @@ def dev_top_documents(config: TrainConfig, base: Encoder, dataset: IRDataset, de
     return {q: [d for d, _ in h] for q, h in zip(qids, hits, strict=True)}
 
 
+def load_metrics() -> None:
+    """Load the metric library (ranx, and its numba-compiled NDCG) before training: the first dev
+    evaluation would otherwise load it in the middle of training, where its seconds would count as
+    an evaluation's and its resident code (about 150 MB) as training's peak memory."""
+    evaluate_run({"q": {"d": 1}}, {"q": {"d": 1.0}}, [DEV_METRIC])
+
+
 class DevNDCG(SentenceEvaluator):
     """NDCG@10 of `queries` over the documents `doc_ids`: encoded from `doc_items` at every
     evaluation, or, with `fixed_doc_vectors` (query-only tuning), only the queries are re-encoded.

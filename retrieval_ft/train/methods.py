@@ -1,13 +1,13 @@
-"""The two ways a model trains: query-side (a copy of the base trains, fully or through LoRA, as the
-query side against the base's fixed corpus vectors) and shared towers (the base trains, fully or through LoRA, on
+"""The two ways a model trains: query-side (the base trains, fully or through LoRA, as the query side
+against its own fixed corpus vectors) and shared towers (the base trains, fully or through LoRA, on
 queries and documents alike). Each returns the model that trains, its rows, loss and dev evaluator.
+Either way the base model trains in place: no second copy of it is held.
 
 Called by tune.py with its job; imports torch and sentence-transformers inside the functions.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,6 @@ class MethodSetup:
     """The method's side of training: the model that trains and what it trains on."""
 
     train_model: SentenceTransformer
-    document_model: SentenceTransformer | None  # query-only: the fixed document side
     rows: dict[str, list[Any]]  # training columns: anchor, then positive/negatives or label
     loss: Any
     evaluator: Any
@@ -40,8 +39,10 @@ class MethodSetup:
 
 
 def query_only_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> MethodSetup:
-    """A copy of the base trains as the query side against the base's fixed corpus vectors: every
-    weight (query-only) or LoRA adapters on it (query-lora)."""
+    """The base trains as the query side against its fixed corpus vectors (encoded before any step,
+    and cached): every weight (query-only) or LoRA adapters on it (query-lora). The document side is
+    never encoded while training, so it needs no model of its own: loading the artifact puts the
+    base back beside the tuned query side (models.load_model)."""
     from sentence_transformers.base.sampler import BatchSamplers
 
     from .dev_eval import DevNDCG
@@ -50,9 +51,7 @@ def query_only_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> 
     base, tdata, vectors = job.base, negs.tdata, negs.corpus_vectors
     assert vectors is not None
     row = {d: i for i, d in enumerate(job.dataset.corpus)}
-    train_model = copy.deepcopy(base.model)
-    for p in base.model.parameters():
-        p.requires_grad_(False)
+    train_model = base.model
     preparation = prepare_for_training(train_model, job.config.method, job.config.lora)
     qids, relevant = _relevant_rows(job, [q for q, _ in tdata.pairs], row)
     rows = {"anchor": [job.dataset.queries[q] for q, _ in tdata.pairs],
@@ -65,7 +64,7 @@ def query_only_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) -> 
                         base.normalize, job.encode.batch_size)
     # plain batches: the loss masks every document judged relevant to a row's query, so two pairs of
     # one query in a batch are no false negatives of each other
-    return MethodSetup(train_model, base.model, rows, loss, evaluator,
+    return MethodSetup(train_model, rows, loss, evaluator,
                   prompts={"anchor": base.query_prompt} if base.query_prompt else None,
                   sampler=BatchSamplers.BATCH_SAMPLER, preparation=preparation, encodes_images=False)
 
@@ -101,5 +100,5 @@ def shared_towers_setup(job: TrainingJob, negs: Negatives, dev_docs: list[str]) 
     batching = resolve_batching(config.batching, tdata.pairs)
     logger.info("batching: %s (%s)", batching.value, config.batching.value)
     sampler = shared_towers_sampler(batching, pages=job.n_pages > 0)
-    return MethodSetup(base.model, None, rows, loss, evaluator, {c: p for c, p in prompts.items() if p} or None,
+    return MethodSetup(base.model, rows, loss, evaluator, {c: p for c, p in prompts.items() if p} or None,
                   sampler, prep, encodes_images=job.n_pages > 0)

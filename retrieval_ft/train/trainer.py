@@ -5,10 +5,12 @@ data reading, the artifact or its stamp (tune.py).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import write_json_atomic
@@ -21,6 +23,10 @@ from .measure import peak_memory_mb, reset_peak_memory
 if TYPE_CHECKING:
     from .methods import MethodSetup
     from .tune import TrainingJob
+
+logger = logging.getLogger(__name__)
+
+PREFIX_CHECKPOINT_DIR = "checkpoint"  # transformers' checkpoint folders: checkpoint-<step>
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,8 @@ def _training_arguments(job: TrainingJob, setup: MethodSetup, schedule: Schedule
         save_strategy="steps",
         save_steps=schedule.eval_steps,
         save_total_limit=2,
-        load_best_model_at_end=True,
+        # the best checkpoint is loaded back by keep_best, and only where it is not the last step
+        load_best_model_at_end=False,
         # dev NDCG@10, or with guard sets the selection score (guards.selection_score)
         metric_for_best_model=f"eval_{setup.evaluator.name}_{setup.evaluator.primary_metric}",
         greater_is_better=True,
@@ -117,22 +124,41 @@ def build_trainer(job: TrainingJob, setup: MethodSetup, schedule: Schedule, trai
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import PrinterCallback
 
-    from .callbacks import trainer_callbacks
+    from .callbacks import NoFinalCheckpoint, trainer_callbacks
 
+    # the model card sentence-transformers writes with every checkpoint and the artifact would
+    # otherwise encode its example texts each time
+    setup.train_model.model_card_data.generate_widget_examples = False
     trainer = SentenceTransformerTrainer(model=setup.train_model, args=_training_arguments(job, setup, schedule),
                                          train_dataset=train_set, loss=setup.loss, evaluator=setup.evaluator,
                                          callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
-    for callback in trainer_callbacks(job.show_bars):
+    for callback in [*trainer_callbacks(job.show_bars), NoFinalCheckpoint()]:
         trainer.add_callback(callback)
     return trainer
 
 
-def train(job: TrainingJob, trainer: Any) -> tuple[float, float]:
-    """Train (from the checkpoint to resume, if any); returns (seconds, peak memory MB)."""
+@dataclass(frozen=True)
+class Trained:
+    """What one call of `train` measured."""
+
+    seconds: float  # in the Trainer's train(): steps, evaluations and checkpoint writes
+    evaluations: float  # of those, in dev evaluations
+    checkpoints: float  # and in checkpoint writes
+    reload_seconds: float  # loading the kept checkpoint back (0: the last step's weights were kept)
+    peak_memory_mb: float  # over training and the reload
+
+
+def train(job: TrainingJob, trainer: Any) -> Trained:
+    """Train (from the checkpoint to resume, if any), and leave the model with the kept (best)
+    checkpoint's weights."""
+    from .callbacks import TrainerTimes
+
     if job.world.is_main:
         job.ckpt_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(job.ckpt_dir / RUN_SETTINGS, job.settings)
+    times = TrainerTimes()
+    trainer.add_callback(times)
     reset_peak_memory()
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -141,4 +167,29 @@ def train(job: TrainingJob, trainer: Any) -> tuple[float, float]:
         for message in (r"`broadcast_buffers` is deprecated", r"torch\.distributed\.nn\.functional\.all_gather is deprecated"):
             warnings.filterwarnings("ignore", message=message, category=FutureWarning)
         trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from is not None else None)
-    return time.perf_counter() - start, peak_memory_mb()
+    seconds = time.perf_counter() - start
+    reload = keep_best(trainer)
+    return Trained(seconds, times.evaluations, times.checkpoints, reload, peak_memory_mb())
+
+
+def kept_step(trainer: Any) -> int:
+    """The step whose weights the artifact keeps: the best evaluation's (the first of equals)."""
+    state = trainer.state
+    return int(state.best_global_step or state.global_step)
+
+
+def keep_best(trainer: Any) -> float:
+    """Load the best checkpoint back where it is not the last step, whose weights the model holds
+    already (and which is not written as a checkpoint, see callbacks.NoFinalCheckpoint); returns the
+    seconds spent loading."""
+    if kept_step(trainer) == trainer.state.global_step:
+        logger.info("keeping the last step's weights: its dev evaluation is the best")
+        return 0.0
+    start = time.perf_counter()
+    best = Path(trainer.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{kept_step(trainer)}"
+    if not best.is_dir():  # every evaluation before the last step writes its checkpoint
+        raise RuntimeError(f"the best checkpoint {best} is missing; the run cannot keep its best weights.")
+    logger.info("loading back the best checkpoint, %s", best.name)
+    trainer.state.best_model_checkpoint = str(best)
+    trainer._load_from_checkpoint(str(best))  # sentence-transformers' loader of its own checkpoints
+    return time.perf_counter() - start

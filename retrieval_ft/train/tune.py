@@ -48,8 +48,9 @@ from .methods import MethodSetup, query_only_setup, shared_towers_setup
 from .negatives import mine_negatives
 from .rows import DEV_METRIC, TrainingData, training_data, training_set
 from .sampling import check_steps
-from .trainer import Schedule, build_trainer, schedule_of, train
-from .watch import blend, history_entry, kept_step, record, watch
+from .timing import PhaseClock, timings_line
+from .trainer import PREFIX_CHECKPOINT_DIR, Schedule, Trained, build_trainer, kept_step, schedule_of, train
+from .watch import Watch, blend, history_entry, measure_base, record, watch
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -71,6 +72,7 @@ class TrainResult:
     total_params: int
     artifact_bytes: int
     stamp: ArtifactStamp  # what retrieval_ft.json in `artifact` says
+    timings: dict[str, float]  # wall time by phase (timing.PHASES) and `total`, in seconds
 
 
 # -- the recipe's steps -------------------------------------------------------------------------
@@ -90,6 +92,7 @@ class TrainingJob:
     base: Encoder
     settings: dict[str, Any]  # what checkpoints are kept beside (see _run_settings)
     n_pages: int  # page images in the corpus (0: texts)
+    clock: PhaseClock  # where the run's time goes
 
     @property
     def ckpt_dir(self) -> Path:
@@ -225,8 +228,7 @@ class _Facts:
     dev_corpus_size: int
     parameters: tuple[int, int]  # (trainable, total)
     distributed: dict[str, Any]
-    seconds: float
-    peak_memory_mb: float
+    trained: Trained
 
 
 def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, trainer: Any, facts: _Facts,
@@ -249,16 +251,16 @@ def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, train
         max_seq_length=base.model.max_seq_length,
         steps=state.global_step,
         distributed=facts.distributed,
-        train_seconds=round(facts.seconds, 2),
-        # time spent in dev evaluations, included in train_seconds
-        eval_seconds=round(sum(float(e.get("eval_runtime", 0.0)) for e in state.log_history), 2),
-        peak_memory_mb=round(facts.peak_memory_mb, 1),  # of rank 0's process when there are several
+        train_seconds=round(facts.trained.seconds, 2),
+        # time spent in dev evaluations, included in train_seconds (this process's, as train_seconds)
+        eval_seconds=round(facts.trained.evaluations, 2),
+        peak_memory_mb=round(facts.trained.peak_memory_mb, 1),  # of rank 0's process when there are several
         trainable_params=facts.parameters[0],
         total_params=facts.parameters[1],
         preparation=setup.preparation,
         best_dev_ndcg=max((h[DEV_METRIC] for h in history), default=None),
         dev_history=history,
-        best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+        best_checkpoint=f"{PREFIX_CHECKPOINT_DIR}-{kept_step(trainer)}",  # the step whose weights were kept
         versions=library_versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         alpha=guard.alpha if guard is not None else None,
@@ -266,19 +268,25 @@ def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, train
     )
 
 
-def _write(out: Path, model: SentenceTransformer, stamp: ArtifactStamp, facts: _Facts) -> TrainResult:
-    """The artifact folder, written as a whole; its stamp records its size once complete."""
+def _write(out: Path, model: SentenceTransformer, stamp: ArtifactStamp, facts: _Facts, clock: PhaseClock) -> TrainResult:
+    """The artifact folder, written as a whole; its stamp records its size and the run's timings
+    once complete."""
     progress.stage("saving the artifact to %s", out)
-    with atomic_dir(out) as tmp:
-        model.save(str(tmp))
-        write_json_atomic(tmp / STAMP, stamp.to_dict())
-    stamp = replace(stamp, artifact_bytes=folder_bytes(out))
+    with clock.phase("save"):
+        with atomic_dir(out) as tmp:
+            model.save(str(tmp))
+            write_json_atomic(tmp / STAMP, stamp.to_dict())
+        stamp = replace(stamp, artifact_bytes=folder_bytes(out))
+    timings = clock.to_dict()
+    stamp = replace(stamp, timings=timings)
     write_json_atomic(out / STAMP, stamp.to_dict())
+    progress.stage("%s", timings_line(timings))
     assert stamp.method is not None and stamp.dev_history is not None and stamp.artifact_bytes is not None
     return TrainResult(artifact=out, method=stamp.method, best_dev_ndcg=stamp.best_dev_ndcg,
-                       history=stamp.dev_history, train_seconds=facts.seconds, peak_memory_mb=facts.peak_memory_mb,
-                       trainable_params=facts.parameters[0], total_params=facts.parameters[1],
-                       artifact_bytes=stamp.artifact_bytes, stamp=stamp)
+                       history=stamp.dev_history, train_seconds=facts.trained.seconds,
+                       peak_memory_mb=facts.trained.peak_memory_mb, trainable_params=facts.parameters[0],
+                       total_params=facts.parameters[1], artifact_bytes=stamp.artifact_bytes, stamp=stamp,
+                       timings=timings)
 
 
 def _final_model(job: TrainingJob, trainer: Any, base_length: int) -> SentenceTransformer:
@@ -319,67 +327,110 @@ def finetune(
     positive, optional negative columns; see data/pairs.py).
 
     `resume` continues from the last checkpoint in `out/checkpoints`; `callbacks` are passed to the
-    transformers Trainer. `encode.progress` decides the progress display (see progress.py).
+    transformers Trainer. `encode.progress` decides the progress display (see progress.py). A
+    SentenceTransformer given as `model` is trained in place (no copy of it is made).
+
+    The result's `timings` (also in the stamp, and logged as one `time:` line) say where the run's
+    wall time went, phase by phase (timing.PHASES).
 
     Under torchrun or accelerate launch every process calls this with the same arguments and trains
     its share of each global batch (`config.batch_size` per process). Rank 0 alone writes
     checkpoints and the artifact; every process returns rank 0's result once the artifact is written.
     """
+    clock = PhaseClock()
     config = config or TrainConfig()
     encode = encode or EncodeConfig()
     show_bars = shows_bars(encode.progress)
     with progress.library_bars(show_bars):
-        use_cpu, precision = _device_and_precision(config, encode)
-        world = join_world(encode.device)
-        resume_from = checkpoint_to_resume(Path(out), resume, world)
-        dataset, explicit, tdata = _read_data(data, config, unknown_ids)
+        with clock.phase("load"):
+            use_cpu, precision = _device_and_precision(config, encode)
+            world = join_world(encode.device)
+            resume_from = checkpoint_to_resume(Path(out), resume, world)
+        with clock.phase("data"):
+            dataset, explicit, tdata = _read_data(data, config, unknown_ids)
         _seed_everything(config.seed)
-        base = Encoder(model, encode)
-        settings = _run_settings(config, precision, base, dataset)
-        if resume_from is not None:
-            check_same_run(Path(out) / CHECKPOINTS, settings)
+        with clock.phase("load"):
+            base = Encoder(model, encode)
+        with clock.phase("data"):  # hashing the data and the base's weights
+            settings = _run_settings(config, precision, base, dataset)
+            if resume_from is not None:
+                check_same_run(Path(out) / CHECKPOINTS, settings)
+            n_pages = _page_count(dataset, base)
         job = TrainingJob(config, encode, world, precision, use_cpu, show_bars, Path(out), resume_from, dataset, base,
-                       settings, _page_count(dataset, base))
+                          settings, n_pages, clock)
         return _tune(job, tdata, explicit, callbacks)
 
 
 def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str], list[str]],
           callbacks: list[Any] | None) -> TrainResult:
     """Negatives, dev set, the method's set-up, training, the stamp, and the artifact written once."""
-    from .dev_eval import dev_corpus, dev_top_documents
+    config, clock = job.config, job.clock
+    prepared = _prepare(job, tdata, explicit)
+    negs, dev_docs, setup, watched = prepared.negatives, prepared.dev_docs, prepared.setup, prepared.watched
+    with clock.phase("data"):
+        train_set = training_set(setup.rows)
+        parameters = parameter_counts(setup.train_model)
+        schedule = schedule_of(config, job.world, train_set, setup.sampler)
+    with clock.phase("load"):
+        trainer = build_trainer(job, setup, schedule, train_set, callbacks)
+    progress.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
+                    config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
+    distributed = _world_record(job.world, schedule, setup.loss, config.batch_size)
+    trained = train(job, trainer)
+    clock.add("steps", trained.seconds - trained.evaluations - trained.checkpoints)
+    clock.add("evaluations", trained.evaluations)
+    clock.add("checkpoints", trained.checkpoints)
+    clock.add("selection", trained.reload_seconds)
+    check_steps(trainer.state.global_step, schedule.total_steps)
+    with clock.phase("selection"):
+        history = _dev_history(trainer, setup.evaluator)
+        guard = None
+        if watched is not None:
+            guard = record(watched, config, blend(job, watched, trainer, history), kept_step(trainer))
+    with clock.phase("save"):
+        final = _final_model(job, trainer, prepared.base_length)
+        facts = _Facts(len(train_set), len(dev_docs), parameters, distributed, trained)
+        stamp = _artifact_stamp(job, negs, setup, trainer, facts, history, guard)
+    # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);
+    # the others wait until it is complete, then report rank 0's run
+    return written_by_main(job.world, lambda: _write(job.out, final, stamp, facts, clock))
 
-    config = job.config
-    negs = _negatives(job, tdata, explicit)
-    dev_docs = dev_corpus(negs.tdata.dev_qrels, list(job.dataset.corpus), config.dev_corpus_size, config.seed,
-                          dev_top_documents(config, job.base, job.dataset, negs.tdata.dev_qrels, negs.corpus_vectors))
+
+@dataclass(frozen=True)
+class _Prepared:
+    negatives: Negatives
+    dev_docs: list[str]
+    setup: MethodSetup  # its model at the training length
+    watched: Watch | None  # guard samples and the blend, the base measured on them
+    base_length: int  # the model's own length limit, which the artifact keeps
+
+
+def _prepare(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str], list[str]]) -> _Prepared:
+    """Negatives, the dev set, the method's set-up and what the run watches besides dev NDCG@10."""
+    from .dev_eval import dev_corpus, dev_top_documents, load_metrics
+
+    config, clock = job.config, job.clock
+    with clock.phase("mining"):
+        negs = _negatives(job, tdata, explicit)
+    with clock.phase("dev_set"):
+        dev_docs = dev_corpus(negs.tdata.dev_qrels, list(job.dataset.corpus), config.dev_corpus_size, config.seed,
+                              dev_top_documents(config, job.base, job.dataset, negs.tdata.dev_qrels, negs.corpus_vectors))
     progress.stage("dev set: %d queries (%s), %d documents", len(negs.tdata.dev_qrels), negs.tdata.dev_source,
                     len(dev_docs))
-    setup = (query_only_setup if config.method.query_side else shared_towers_setup)(job, negs, dev_docs)
+    with clock.phase("load"):
+        setup = (query_only_setup if config.method.query_side else shared_towers_setup)(job, negs, dev_docs)
     base_length = setup.train_model.max_seq_length
     if config.max_seq_length is not None:
         setup.train_model.max_seq_length = config.max_seq_length
     # guard sets and the blend with the base, where asked: the base is measured at the training length,
     # as every evaluation is
-    watched = watch(job, setup)
-    train_set = training_set(setup.rows)
-    parameters = parameter_counts(setup.train_model)
-    schedule = schedule_of(config, job.world, train_set, setup.sampler)
-    trainer = build_trainer(job, setup, schedule, train_set, callbacks)
-    progress.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
-                    config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
-    distributed = _world_record(job.world, schedule, setup.loss, config.batch_size)
-    seconds, peak = train(job, trainer)
-    check_steps(trainer.state.global_step, schedule.total_steps)
-    history = _dev_history(trainer, setup.evaluator)
-    guard = None
-    if watched is not None:
-        guard = record(watched, config, blend(job, watched, trainer, history), kept_step(trainer))
-    final = _final_model(job, trainer, base_length)
-    facts = _Facts(len(train_set), len(dev_docs), parameters, distributed, seconds, peak)
-    stamp = _artifact_stamp(job, negs, setup, trainer, facts, history, guard)
-    # one artifact, written once: rank 0 writes it (the Trainer's checkpoints are rank 0's too);
-    # the others wait until it is complete, then report rank 0's run
-    return written_by_main(job.world, lambda: _write(job.out, final, stamp, facts))
+    with clock.phase("dev_set"):
+        watched = watch(job, setup)
+    with clock.phase("evaluations"):
+        load_metrics()
+        if watched is not None:
+            measure_base(watched, setup.train_model)
+    return _Prepared(negs, dev_docs, setup, watched, base_length)
 
 
 # -- helpers ------------------------------------------------------------------------------------

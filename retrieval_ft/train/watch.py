@@ -1,7 +1,7 @@
 """What a training run watches besides dev NDCG@10: its guard samples (measured for the base before
 the first step and at every evaluation, deciding which checkpoint is kept) and the blend with the
-base chosen after training. tune.py calls `watch` before training, `blend` after it, and puts
-`record` into the artifact stamp.
+base chosen after training. tune.py calls `watch` and `measure_base` before training, `blend`
+after it, and puts `record` into the artifact stamp.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .distributed import from_main
 from .guards import GUARD_PREFIX, SELECTION, GuardedDevNDCG, GuardSample, fixed_guard_vectors, guard_samples
 from .interpolate import Blend, Choice, Point, search_alpha
 from .rows import DEV_METRIC
+from .trainer import kept_step
 
 if TYPE_CHECKING:
     from .methods import MethodSetup
@@ -35,7 +36,7 @@ class Watch:
 
 def watch(job: TrainingJob, setup: MethodSetup) -> Watch | None:
     """Set up guard sets and interpolation (None where neither is asked): the guarded evaluator
-    replaces the setup's, and the base is measured before any step."""
+    replaces the setup's; `measure_base` then measures the base before any step."""
     config = job.config
     if not config.guards and config.interpolation == "off":
         return None
@@ -48,9 +49,14 @@ def watch(job: TrainingJob, setup: MethodSetup) -> Watch | None:
     evaluator = GuardedDevNDCG(setup.evaluator, samples, config.max_guard_drop, fixed, job.precision)
     setup.evaluator = evaluator
     blend = Blend(setup.train_model) if config.interpolation != "off" else None
-    progress.stage("measuring the base on the dev set%s", " and the guard samples" if samples else "")
-    evaluator.measure_base(setup.train_model)
     return Watch(evaluator, samples, blend, config.interpolation)
+
+
+def measure_base(w: Watch, model: Any) -> None:
+    """The base's dev and guard sample figures (`model` before any step), which guard drops and the
+    blend are measured against."""
+    progress.stage("measuring the base on the dev set%s", " and the guard samples" if w.samples else "")
+    w.evaluator.measure_base(model)
 
 
 def history_entry(log: dict[str, Any]) -> dict[str, Any] | None:
@@ -66,12 +72,6 @@ def history_entry(log: dict[str, Any]) -> dict[str, Any] | None:
     if f"eval_dev_{SELECTION}" in log:
         entry[SELECTION] = float(log[f"eval_dev_{SELECTION}"])
     return entry
-
-
-def kept_step(trainer: Any) -> int | None:
-    """The step of the checkpoint the Trainer kept (None: the last weights)."""
-    best = trainer.state.best_model_checkpoint
-    return int(str(best).rsplit("-", 1)[-1]) if best else None
 
 
 def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]]) -> Choice:

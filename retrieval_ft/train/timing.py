@@ -1,0 +1,57 @@
+"""Where a training run's wall time goes: a clock of named phases, which tune.py times each step of
+the recipe with (callbacks.TrainerTimes tells the Trainer's evaluations and checkpoint writes apart
+from its steps). Knows nothing of models, data or torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+# The phases, in the order a run passes through them (the stamp's `timings` keys, plus `total`):
+PHASES = (
+    "load",  # the base model read and prepared for the method (adapters added), the Trainer built
+    "data",  # the dataset read, training pairs and rows made, data and model fingerprints hashed
+    "mining",  # the base's corpus embeddings (encoded, or read from the cache) and mined hard negatives
+    "dev_set",  # the dev corpus (with dev_hard, the base's top documents) and the guard samples
+    "steps",  # the Trainer's optimizer steps (its set-up, and on --resume the checkpoint's loading, included)
+    "evaluations",  # dev (and guard sample) evaluations: the base's before training, then each one the Trainer runs
+    "checkpoints",  # the Trainer's checkpoint writes
+    "selection",  # the kept checkpoint loaded back (where it is not the last step), the blend search
+    "save",  # the artifact written
+)
+
+
+class PhaseClock:
+    """Seconds per phase (PHASES) and since the clock started; `phase(name)` times a block."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        if name not in self.seconds:
+            raise ValueError(f"unknown training phase {name!r}; one of {', '.join(PHASES)}")
+        self.seconds[name] += max(0.0, seconds)
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+    def to_dict(self) -> dict[str, float]:
+        """{phase: seconds} in PHASES order, then `total` (seconds since the clock started)."""
+        return {**{name: round(s, 2) for name, s in self.seconds.items()}, "total": round(self.total(), 2)}
+
+
+def timings_line(timings: dict[str, float]) -> str:
+    """`time: load 1.2 s, data 0.3 s, ..., save 0.5 s; total 56.1 s`."""
+    parts = [f"{name.replace('_', ' ')} {s:.1f} s" for name, s in timings.items() if name != "total"]
+    return f"time: {', '.join(parts)}; total {timings['total']:.1f} s"
