@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 # The phases, in the order a run passes through them (the stamp's `timings` keys, plus `total`):
 PHASES = (
-    "load",  # the base model read and prepared for the method (adapters added), the Trainer built
+    "load",  # the base model read and prepared for the method (adapters added), the metric library, the Trainer built
     "data",  # the dataset read, training pairs and rows made, data and model fingerprints hashed
     "mining",  # the base's corpus embeddings (encoded, or read from the cache) and mined hard negatives
     "dev_set",  # the dev corpus (with dev_hard, the base's top documents) and the guard samples

@@ -426,9 +426,10 @@ def _prepare(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, st
     # as every evaluation is
     with clock.phase("dev_set"):
         watched = watch(job, setup)
-    with clock.phase("evaluations"):
+    with clock.phase("load"):  # the metric library, which the first evaluation would load mid-training
         load_metrics()
-        if watched is not None:
+    if watched is not None:
+        with clock.phase("evaluations"):
             measure_base(watched, setup.train_model)
     return _Prepared(negs, dev_docs, setup, watched, base_length)
 
