@@ -147,3 +147,47 @@ def test_a_copied_stamp_naming_another_base_is_refused(served, artifacts, tmp_pa
     (copy / STAMP).write_text(json.dumps(stamp))
     with pytest.raises(ModelError, match="tuned from another base"):
         served.add("copy", copy)
+
+
+def test_a_mix_of_ranks_and_targets_in_one_batched_pass(tiny_model_path, data_dir, artifacts, tmp_path):
+    """Mixed batches take serve/stacked.py's one pass per layer: equal to peft's own mixed batches
+    and to each adapter alone, with adapters of other ranks and target layers and base rows."""
+    from retrieval_ft.config import LoraSettings
+    from retrieval_ft.serve import stacked
+
+    small = finetune(str(tiny_model_path), data_dir,
+                     TrainConfig(method="query-lora", lr=LR["query-lora"], seed=3,
+                                 lora=LoraSettings(r=4, alpha=8, target_modules=("query", "value")), **FAST),
+                     tmp_path / "small", encode=ENC).artifact
+    served = AdapterRetriever(str(tiny_model_path), data=data_dir, encode=ENC,
+                              adapters={"big": artifacts["query-lora"], "lora": artifacts["lora"], "small": small})
+    assert stacked.supports(served._peft) and served._stacked
+    names = ["small", "big", None, "lora", "small", "big"]
+    calls: list[int] = []
+    original = stacked._stacks
+
+    def counted(layer, adapters, like):
+        calls.append(len(adapters))
+        return original(layer, adapters, like)
+
+    stacked._stacks = counted
+    try:
+        mine = served.encode_queries(QUERIES, adapter=names)
+    finally:
+        stacked._stacks = original
+    assert calls and set(calls) == {3}  # the batched pass ran, with the batch's three adapters
+    # and left the layers as they were
+    assert not [layer for layer in served._stacked if "forward" in vars(layer) or "forward" in layer._modules]
+    layers, served._stacked = served._stacked, None  # peft's own mixed batches
+    try:
+        theirs = served.encode_queries(QUERIES, adapter=names)
+        one_peft = served.encode_queries(QUERIES, adapter="small")
+    finally:
+        served._stacked = layers
+    np.testing.assert_allclose(served.encode_queries(QUERIES, adapter="small"), one_peft, atol=1e-5)
+    np.testing.assert_allclose(mine, theirs, atol=1e-5)
+    for i, name in enumerate(names):
+        np.testing.assert_allclose(mine[i], served.encode_queries([QUERIES[i]], adapter=name)[0], atol=1e-5)
+    # the small adapter moves its rows away from the base and from the other adapter
+    for other in (None, "big"):
+        assert not np.allclose(mine[0], served.encode_queries([QUERIES[0]], adapter=other)[0], atol=1e-4)

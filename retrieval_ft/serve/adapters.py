@@ -35,11 +35,12 @@ from ..models import load_model, load_query_side, resolve_model, scale_adapter
 from ..precision import autocast
 from ..search import Hit
 from ..stamp import ArtifactKind, ArtifactStamp, read_stamp
+from . import stacked
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+BASE = stacked.BASE  # "no adapter" for a row of a mixed batch
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _QUERY_SIDE = (ArtifactKind.QUERY_ADAPTER, ArtifactKind.QUERY_ONLY)
 
@@ -106,6 +107,7 @@ class AdapterRetriever:
             self.index = VectorIndex.load(index, expect_fingerprint=self.encoder.document_fingerprint)
         self._adapters: dict[str, _Adapter] = {}
         self._peft: Any = None  # the base's transformer wrapped by peft, once an adapter sits on it
+        self._stacked: list[Any] | None = None  # its LoRA layers, where mixed batches take serve/stacked.py
         self._loaded = 0  # adapters ever loaded: peft names are a1, a2, ...
         for name, path in (adapters or {}).items():
             self.add(name, path)
@@ -208,6 +210,7 @@ class AdapterRetriever:
             raise ModelError(f"{folder}: cannot load the adapter ({type(exc).__name__}: {exc}).") from None
         scale_adapter(self._peft, alpha, adapter_name=name)
         self._peft.eval()
+        self._layers_changed()
 
     def _unload(self, adapter: _Adapter) -> None:
         name = adapter.peft_name
@@ -220,21 +223,30 @@ class AdapterRetriever:
             with warnings.catch_warnings():  # "adapter X was active": every forward names its adapters anyway
                 warnings.filterwarnings("ignore", message=r"Adapter .* was active which is now deleted")
                 self._peft.delete_adapter(name)
+        self._layers_changed()
 
     @contextlib.contextmanager
     def _routed(self, names: Sequence[str]) -> Iterator[None]:
-        """Each row of the next forward pass through its adapter (BASE: none). Rows of one adapter
-        take peft's active-adapter path; peft's mixed batches gather and scatter every adapter's rows
-        in every adapted layer, which costs 2-3x the plain forward even for a batch of one adapter."""
+        """Each row of the next forward pass through its adapter (BASE: none): in one batched pass
+        per layer (serve/stacked.py) where the adapters are plain LoRA on linear layers, else
+        through peft (its active adapter for a batch of one adapter, its mixed batches for a mix)."""
         if self._peft is None:
             yield
-            return
-        if len(set(names)) == 1 and names[0] != BASE:
+        elif self._stacked is not None:
+            with stacked.routed(self._stacked, names):
+                yield
+        elif len(set(names)) == 1 and names[0] != BASE:
             self._peft.base_model.set_adapter(names[0], inference_mode=True)
             yield
-            return
-        with self._peft.base_model._enable_peft_forward_hooks(adapter_names=list(names)):
-            yield
+        else:
+            with self._peft.base_model._enable_peft_forward_hooks(adapter_names=list(names)):
+                yield
+
+    def _layers_changed(self) -> None:
+        """After an adapter is loaded or unloaded: the LoRA layers the batched pass routes through
+        (None: peft routes, as some adapter is not plain LoRA on linear layers)."""
+        qualifies = self._peft is not None and stacked.supports(self._peft)
+        self._stacked = stacked.lora_layers(self._peft) if qualifies else None
 
     # -- encoding and search ---------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], adapter: str | None | Sequence[str | None] = None) -> np.ndarray:
@@ -291,9 +303,10 @@ class AdapterRetriever:
         enc, model = self.encoder, self.encoder.model
         model.eval()
         out = np.empty((len(texts), enc.dim), dtype=np.float32)
-        # grouped by adapter, then by length: a mixed batch meets few adapters (each costs a gather and
-        # a scatter in every adapted layer) and little padding
-        order = sorted(range(len(texts)), key=lambda i: (names[i], -len(texts[i])))
+        # by length, for little padding; where peft routes a mix, grouped by adapter first (each of a
+        # batch's adapters costs peft a gather and a scatter in every adapted layer)
+        by_adapter = self._stacked is None
+        order = sorted(range(len(texts)), key=lambda i: (names[i] if by_adapter else "", -len(texts[i])))
         size = enc.config.batch_size or 32
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
