@@ -107,7 +107,7 @@ class AdapterRetriever:
             self.index = VectorIndex.load(index, expect_fingerprint=self.encoder.document_fingerprint)
         self._adapters: dict[str, _Adapter] = {}
         self._peft: Any = None  # the base's transformer wrapped by peft, once an adapter sits on it
-        self._stacked: list[Any] | None = None  # its LoRA layers, where mixed batches take serve/stacked.py
+        self._stacked: stacked.Stacks | None = None  # its LoRA layers' adapters side by side (serve/stacked.py)
         self._loaded = 0  # adapters ever loaded: peft names are a1, a2, ...
         for name, path in (adapters or {}).items():
             self.add(name, path)
@@ -233,7 +233,7 @@ class AdapterRetriever:
         if self._peft is None:
             yield
         elif self._stacked is not None:
-            with stacked.routed(self._stacked, names):
+            with self._stacked.routed(names):
                 yield
         elif len(set(names)) == 1 and names[0] != BASE:
             self._peft.base_model.set_adapter(names[0], inference_mode=True)
@@ -243,10 +243,10 @@ class AdapterRetriever:
                 yield
 
     def _layers_changed(self) -> None:
-        """After an adapter is loaded or unloaded: the LoRA layers the batched pass routes through
-        (None: peft routes, as some adapter is not plain LoRA on linear layers)."""
+        """After an adapter is loaded or unloaded: the LoRA layers' adapters stacked for the batched
+        pass (None: peft routes, as some adapter is not plain LoRA on linear layers)."""
         qualifies = self._peft is not None and stacked.supports(self._peft)
-        self._stacked = stacked.lora_layers(self._peft) if qualifies else None
+        self._stacked = stacked.Stacks(self._peft) if qualifies else None
 
     # -- encoding and search ---------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], adapter: str | None | Sequence[str | None] = None) -> np.ndarray:
@@ -301,7 +301,8 @@ class AdapterRetriever:
         from sentence_transformers.util import batch_to_device
 
         enc, model = self.encoder, self.encoder.model
-        model.eval()
+        if model.training:  # eval() walks every module, each adapter's among them: not once per request
+            model.eval()
         out = np.empty((len(texts), enc.dim), dtype=np.float32)
         # by length, for little padding; where peft routes a mix, grouped by adapter first (each of a
         # batch's adapters costs peft a gather and a scatter in every adapted layer)

@@ -4,11 +4,12 @@ peft's mixed batches (`adapter_names`) loop over the batch's adapters in every a
 gathering that adapter's rows, running its two small matmuls and scattering the result back: a
 batch that meets twelve adapters makes twelve gathers, 24 matmuls and twelve scatters per layer.
 Here each adapted layer runs its frozen base once and adds every row's delta in two batched matmuls
-(`x @ A_row^T @ B_row^T`, with each row's A and B gathered from the batch's adapters, scaling folded
-into B, added in place): the arithmetic of one adapter whatever the mix, as in Punica's and
-S-LoRA's batched kernels for language models. A batch of one adapter takes two plain matmuls per
-layer; either way no peft state is switched per batch (peft's `set_adapter` walks every layer and
-adapter, a cost that grows with the adapters loaded).
+(`x @ A_row^T @ B_row^T`, each row's A and B gathered from the loaded adapters, added in place):
+the arithmetic of one adapter whatever the mix, as in Punica's and S-LoRA's batched kernels for
+language models. A batch of one adapter takes two plain matmuls per layer. Either way no peft state
+is switched per batch (peft's `set_adapter` walks every layer and adapter, a cost that grows with
+the adapters loaded), and nothing is stacked per batch: `Stacks` holds each layer's adapters in one
+tensor per side, and the adapters' own weights are views of it (no copy).
 
 Plain LoRA on linear layers only (what `retrieval-ft train` writes); `supports` tells whether a
 peft model qualifies, and serve/adapters.py keeps peft's own mixed batches for anything else (LoRA
@@ -34,7 +35,7 @@ def lora_layers(peft_model: Any) -> list[Any]:
 
 def supports(peft_model: Any) -> bool:
     """Whether every LoRA layer is plain LoRA on a linear layer (no variant, no bias on B, weights
-    not stored transposed), which `routed` computes exactly."""
+    not stored transposed), which `Stacks` computes exactly."""
     import torch
     from peft.tuners.lora.layer import Linear
 
@@ -48,82 +49,89 @@ def supports(peft_model: Any) -> bool:
     return True
 
 
-def _stacks(layer: Any, adapters: Sequence[str], like: Any) -> tuple[Any, Any]:
-    """(len(adapters) + 1, r, in) A and (len(adapters) + 1, out, r) scaled B of `layer`, zero where an
-    adapter does not adapt this layer and in the last slot (BASE); ranks below the largest are
-    zero-padded, which adds nothing."""
-    import torch
+class _Layer:
+    """One LoRA layer's adapters side by side: A (slots, r, in), B (slots, out, r) and each slot's
+    scaling; slot i is adapter names[i] (zeros where it does not adapt this layer, zero-padded
+    where its rank is below the largest), the last slot BASE (zeros)."""
 
-    present = [n for n in adapters if n in layer.lora_A]
-    ranks = {layer.lora_A[n].weight.shape[0] for n in present}
-    if len(present) == len(adapters) and len(ranks) == 1:  # the usual case: one stack of each
-        zero_a = like.new_zeros(layer.lora_A[present[0]].weight.shape)
-        zero_b = like.new_zeros(layer.lora_B[present[0]].weight.shape)
-        a = torch.stack([*(layer.lora_A[n].weight for n in adapters), zero_a])
-        b = torch.stack([*(layer.lora_B[n].weight * layer.scaling[n] for n in adapters), zero_b])
-        return a, b
-    rank, base = max(ranks), layer.get_base_layer()
-    a = like.new_zeros((len(adapters) + 1, rank, base.in_features))
-    b = like.new_zeros((len(adapters) + 1, base.out_features, rank))
-    for slot, name in enumerate(adapters):
-        if name in layer.lora_A:
-            weight_a, weight_b = layer.lora_A[name].weight, layer.lora_B[name].weight
-            r = weight_a.shape[0]
-            a[slot, :r] = weight_a
-            b[slot, :, :r] = weight_b * layer.scaling[name]
-    return a, b
+    def __init__(self, layer: Any, names: Sequence[str]) -> None:
+        import torch
 
+        base = layer.get_base_layer()
+        present = [n for n in names if n in layer.lora_A]
+        rank = max((layer.lora_A[n].weight.shape[0] for n in present), default=1)
+        like = base.weight
+        self.layer, self.base = layer, base
+        self.a = like.new_zeros((len(names) + 1, rank, base.in_features))
+        self.b = like.new_zeros((len(names) + 1, base.out_features, rank))
+        self.scaling = like.new_zeros(len(names) + 1)
+        self.adapts = bool(present)
+        with torch.no_grad():
+            for slot, name in enumerate(names):
+                if name not in layer.lora_A:
+                    continue
+                weight_a, weight_b = layer.lora_A[name].weight, layer.lora_B[name].weight
+                r = weight_a.shape[0]
+                self.a[slot, :r] = weight_a
+                self.b[slot, :, :r] = weight_b
+                self.scaling[slot] = layer.scaling[name]
+                # the adapter's weights become views of the stacks: one copy in memory
+                weight_a.data = self.a[slot, :r]
+                weight_b.data = self.b[slot, :, :r]
 
-def _forward(layer: Any, adapters: Sequence[str], rows: Any) -> Any:
-    """`layer`'s forward for one batch: its base, plus each row's delta added in place."""
-    base = layer.get_base_layer()
-    present = [n for n in adapters if n in layer.lora_A]
-    if not present:
-        return base.__call__  # a function: a module set as an attribute would be registered as a child
-    if len(present) == len(adapters) == 1 and rows is None:  # every row through one adapter
-        name = present[0]
-        weight_a, weight_b, scaling = layer.lora_A[name].weight, layer.lora_B[name].weight, layer.scaling[name]
+    def forward(self, rows: Any, single: int | None) -> Any:
+        """The layer's forward for one batch: the base, plus each row's delta (`rows`: a slot per row;
+        `single`: the one slot of every row) added in place."""
+        base = self.base
+        if not self.adapts or single == len(self.scaling) - 1:
+            return base.__call__  # a function: a module set as an attribute would be registered as a child
+        if single is not None:
+            a, b, scaling = self.a[single], self.b[single], float(self.scaling[single])
 
-        def one(x: Any) -> Any:
+            def one(x: Any) -> Any:
+                output = base(x)
+                out = output.view(-1, output.shape[-1])  # added in place
+                low = x.reshape(-1, x.shape[-1]).to(a.dtype) @ a.T  # (rows x tokens, r)
+                out.addmm_(low.to(out.dtype), b.T.to(out.dtype), alpha=scaling)
+                return output
+
+            return one
+        def mixed(x: Any) -> Any:
+            a_rows = self.a[rows].transpose(1, 2)  # (rows, in, r)
+            b_rows = (self.b[rows] * self.scaling[rows, None, None]).transpose(1, 2)  # (rows, r, out)
             output = base(x)
-            out = output.view(-1, output.shape[-1])  # added in place
-            low = x.reshape(-1, x.shape[-1]).to(weight_a.dtype) @ weight_a.T  # (rows x tokens, r)
-            out.addmm_(low.to(out.dtype), weight_b.T.to(out.dtype), alpha=scaling)
+            out = output.view(output.shape[0], -1, output.shape[-1])  # (rows, tokens, out), added in place
+            low = x.reshape(x.shape[0], -1, x.shape[-1]).to(a_rows.dtype).bmm(a_rows)  # (rows, tokens, r)
+            out.baddbmm_(low.to(out.dtype), b_rows.to(out.dtype))
             return output
 
-        return one
-    weight = layer.lora_A[present[0]].weight
-    a, b = _stacks(layer, adapters, weight)
-    a_rows = a[rows.to(weight.device)].transpose(1, 2)  # (rows, in, r)
-    b_rows = b[rows.to(weight.device)].transpose(1, 2)  # (rows, r, out)
-
-    def mixed(x: Any) -> Any:
-        output = base(x)
-        out = output.view(output.shape[0], -1, output.shape[-1])  # (rows, tokens, out), added in place
-        low = x.reshape(x.shape[0], -1, x.shape[-1]).to(weight.dtype).bmm(a_rows)  # (rows, tokens, r)
-        out.baddbmm_(low.to(out.dtype), b_rows.to(out.dtype))
-        return output
-
-    return mixed
+        return mixed
 
 
-@contextlib.contextmanager
-def routed(layers: Sequence[Any], names: Sequence[str]) -> Iterator[None]:
-    """Within the block, row i of a forward pass goes through adapter `names[i]` (BASE: none) in
-    each of `layers` (lora_layers of a model that `supports` qualifies), for inference: deltas are
-    added in place, so use it under torch.inference_mode or no_grad. Each layer's forward is
-    replaced for the block (no peft state is touched: switching costs nothing)."""
-    import torch
+class Stacks:
+    """The LoRA layers of a peft model that `supports` qualifies, each with its loaded adapters side
+    by side. Build it again after an adapter is loaded or deleted (the adapters' weights are made
+    views of the new stacks, and the old ones freed)."""
 
-    adapters = [n for n in dict.fromkeys(names) if n != BASE]
-    rows = None
-    if len(adapters) != 1 or BASE in names:
-        slot = {n: i for i, n in enumerate(adapters)}
-        rows = torch.tensor([slot.get(n, len(adapters)) for n in names], dtype=torch.long)
-    try:
-        for layer in layers:
-            layer.forward = _forward(layer, adapters, rows)
-        yield
-    finally:
-        for layer in layers:
-            layer.__dict__.pop("forward", None)  # the class's forward again
+    def __init__(self, peft_model: Any) -> None:
+        self.names = list(peft_model.peft_config)
+        self.slot = {n: i for i, n in enumerate(self.names)} | {BASE: len(self.names)}
+        self.layers = [_Layer(layer, self.names) for layer in lora_layers(peft_model)]
+
+    @contextlib.contextmanager
+    def routed(self, names: Sequence[str]) -> Iterator[None]:
+        """Within the block, row i of a forward pass goes through adapter `names[i]` (BASE: none),
+        for inference: deltas are added in place, so use it under torch.inference_mode or no_grad.
+        Each layer's forward is replaced for the block; no peft state is touched."""
+        import torch
+
+        slots = [self.slot[n] for n in names]
+        single = slots[0] if len(set(slots)) == 1 else None
+        rows = None if single is not None else torch.tensor(slots, dtype=torch.long, device=self.layers[0].a.device)
+        try:
+            for stack in self.layers:
+                stack.layer.forward = stack.forward(rows, single)
+            yield
+        finally:
+            for stack in self.layers:
+                stack.layer.__dict__.pop("forward", None)  # the class's forward again
