@@ -1,11 +1,12 @@
 """`AdapterRetriever`: one base model in memory, many tuned adapters switched per query.
 
 LoRA adapters (query-lora, lora) are loaded side by side onto the base's transformer with peft and
-left unmerged, so each costs its adapter weights only; a batch of queries may mix them (peft's
-mixed-adapter batches: each row goes through its own adapter, the base weights are shared). Two
-kinds hold a model of their own instead, as they replace whole modules: a query-only artifact (its
-query side) and a hybrid adapter (its fully trained layer would wrap the layers other adapters adapt:
-it is merged into a copy of the base).
+left unmerged, so each costs its adapter weights only; a batch of queries may mix them: each row
+goes through its own adapter in one batched pass per layer (serve/stacked.py; peft's own mixed
+batches where an adapter is not plain LoRA on linear layers). Two kinds hold a model of their own
+instead, as they replace whole modules: a query-only artifact (its query side) and a hybrid adapter
+(its fully trained layer would wrap the layers other adapters adapt: it is merged into a copy of
+the base).
 Query-side artifacts (query-lora, query-only) search the base's index, since their documents keep
 the base's embeddings; two-sided adapters (lora, hybrid) change the documents too and search an
 index of their own, built on first use (through the embedding cache) or loaded from a saved folder.
