@@ -60,12 +60,12 @@ class _Layer:
         base = layer.get_base_layer()
         present = [n for n in names if n in layer.lora_A]
         rank = max((layer.lora_A[n].weight.shape[0] for n in present), default=1)
-        like = base.weight
+        like = layer.lora_A[present[0]].weight if present else base.weight  # the adapters' dtype and device
         self.layer, self.base = layer, base
         self.a = like.new_zeros((len(names) + 1, rank, base.in_features))
         self.b = like.new_zeros((len(names) + 1, base.out_features, rank))
         self.scaling = like.new_zeros(len(names) + 1)
-        self.adapts = bool(present)
+        self.adapted = {slot for slot, name in enumerate(names) if name in layer.lora_A}  # slots this layer adapts
         with torch.no_grad():
             for slot, name in enumerate(names):
                 if name not in layer.lora_A:
@@ -83,7 +83,7 @@ class _Layer:
         """The layer's forward for one batch: the base, plus each row's delta (`rows`: a slot per row;
         `single`: the one slot of every row) added in place."""
         base = self.base
-        if not self.adapts or single == len(self.scaling) - 1:
+        if not self.adapted or (single is not None and single not in self.adapted):
             return base.__call__  # a function: a module set as an attribute would be registered as a child
         if single is not None:
             a, b, scaling = self.a[single], self.b[single], float(self.scaling[single])
@@ -96,6 +96,7 @@ class _Layer:
                 return output
 
             return one
+
         def mixed(x: Any) -> Any:
             a_rows = self.a[rows].transpose(1, 2)  # (rows, in, r)
             b_rows = (self.b[rows] * self.scaling[rows, None, None]).transpose(1, 2)  # (rows, r, out)
