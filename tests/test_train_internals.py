@@ -193,7 +193,7 @@ def test_the_last_step_when_best_is_kept_without_a_reload_or_a_last_checkpoint(t
     assert parts <= timings["total"] + 0.05 and parts >= 0.9 * timings["total"]
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("time: ")]
     assert lines == [f"time: load {timings['load']:.1f} s, data {timings['data']:.1f} s, mining {timings['mining']:.1f} s, "
-                     f"dev set {timings['dev_set']:.1f} s, steps {timings['steps']:.1f} s, evaluations "
+                     f"dev set {timings['dev_set']:.1f} s, metric library {timings['metric_library']:.1f} s, steps {timings['steps']:.1f} s, evaluations "
                      f"{timings['evaluations']:.1f} s, checkpoints {timings['checkpoints']:.1f} s, selection "
                      f"{timings['selection']:.1f} s, save {timings['save']:.1f} s; total {timings['total']:.1f} s"]
 

@@ -281,12 +281,12 @@ def train_sizes_section(r: dict) -> list[str]:
              *(["**Quick mode (the MiniLM-L6 shape only, 2 steps, tiny batches): a smoke run, not figures to read.**",
                 ""] if r.get("quick") else []),
              "Encoders with the shapes of MiniLM-L6, BERT-base and BERT-large and the MiniLM tokenizer. End to end: "
-             "the whole training call (data, model, training, saving), less ours' dev evaluations (their seconds "
-             "beside); ours also writes a checkpoint (weights and optimizer state) at its dev evaluation and reloads "
+             "the whole training call (data, model, training, saving), less ours' dev evaluations and the metric "
+             "library (ranx) they score with, loaded once before training (their seconds beside); ours also writes a checkpoint (weights and optimizer state) at its dev evaluation and reloads "
              "the best one at the end, which plain (save_strategy no) does not. Peak: VmHWM from just before training to the end; added: peak less the process's resident "
              "memory before the work (libraries imported)." + (" GPU peak: torch.cuda.max_memory_allocated." if gpu else ""),
              "", "| size | method | checkpointing | impl | steps/s | end to end s | of which checkpoint writes s | "
-             "dev evaluations s | peak MB | added MB |" + (" GPU peak MB |" if gpu else ""),
+             "dev evaluations and metric library s | peak MB | added MB |" + (" GPU peak MB |" if gpu else ""),
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if gpu else "")]
     for run in r["runs"]:
         lines.append(f"| {run['size']} | {run['method']} | {'on' if run['checkpointing'] else 'off'} | {run['impl']} | "

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 # The phases, in the order a run passes through them (the stamp's `timings` keys, plus `total`):
 PHASES = (
-    "load",  # the base model read and prepared for the method (adapters added), the metric library, the Trainer built
+    "load",  # the base model read and prepared for the method (adapters added), the Trainer built
     "data",  # the dataset read, training pairs and rows made, data and model fingerprints hashed
     "mining",  # the base's corpus embeddings (encoded, or read from the cache) and mined hard negatives
     "dev_set",  # the dev corpus (with dev_hard, the base's top documents) and the guard samples
+    "metric_library",  # the metric library that dev evaluations score with (ranx, its compiled code), loaded once
     "steps",  # the Trainer's optimizer steps (its set-up, and on --resume the checkpoint's loading, included)
     "evaluations",  # dev (and guard sample) evaluations: the base's before training, then each one the Trainer runs
     "checkpoints",  # the Trainer's checkpoint writes

@@ -426,7 +426,7 @@ def _prepare(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, st
     # as every evaluation is
     with clock.phase("dev_set"):
         watched = watch(job, setup)
-    with clock.phase("load"):  # the metric library, which the first evaluation would load mid-training
+    with clock.phase("metric_library"):  # before training: the first evaluation would load it mid-training
         load_metrics()
     if watched is not None:
         with clock.phase("evaluations"):
