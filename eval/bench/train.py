@@ -128,8 +128,9 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from retrieval_ft.train import finetune
 
     extra = {"gradient_checkpointing": True} if spec.get("checkpointing") else {}
+    # one small dev evaluation, at the end: it is reported apart, not compared
     config = TrainConfig(method=spec["method"], max_steps=spec["steps"], batch_size=spec["batch_size"], evals_per_epoch=1,
-                         dev_corpus_size=200, warmup_ratio=0.0, precision=spec["precision"], **extra)
+                         max_dev_queries=8, dev_corpus_size=100, warmup_ratio=0.0, precision=spec["precision"], **extra)
     clock, rss_before = StepClock(), status_mb("VmRSS")
     start = time.perf_counter()
     res = finetune(spec["model"], spec["data"], config, Path(tempfile.mkdtemp()) / "out",
