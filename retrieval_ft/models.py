@@ -209,7 +209,8 @@ def fingerprint(model: SentenceTransformer) -> str:
         for name, tensor in sorted(model.state_dict().items()):
             t = tensor.detach().to("cpu").contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            if t.numel():  # the tensor's own bytes, without copying them
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
 

@@ -37,7 +37,7 @@ def fake_runs(memory=MEMORY, steps=STEPS) -> list[dict]:
     end to end; checkpointing costs 20 % of memory saved and 30 % of steps/s."""
     runs = []
     for size, impl, method, ckpt in bench_train.sweep_configurations(list(bench_train.SIZES),
-                                                                     list(bench_train.SWEEP_METHODS), [False, True]):
+                                                                     list(bench_train.SWEEP_METHODS), [False, True], 1):
         i = bench_train.SWEEP_METHODS.index(method)
         ours = impl == "ours"
         runs.append({"size": size, "impl": impl, "method": method, "checkpointing": ckpt,
@@ -74,10 +74,26 @@ def test_size_table_has_the_issue_shapes_and_parameter_counts():
 
 
 def test_sweep_runs_every_configuration_once_plain_first():
-    configs = bench_train.sweep_configurations(list(bench_train.SIZES[:2]), ["full", "lora"], [False, True])
+    configs = bench_train.sweep_configurations(list(bench_train.SIZES[:2]), ["full", "lora"], [False, True], 1)
     assert len(configs) == len(set(configs)) == 2 * 2 * 2 * 2
     assert configs[:2] == [("MiniLM-L6", "plain", "full", False), ("MiniLM-L6", "ours", "full", False)]
     assert [c[0] for c in configs] == ["MiniLM-L6"] * 8 + ["BERT-base"] * 8
+
+
+def test_short_sizes_repeat_in_rounds_and_keep_the_median():
+    small, base = bench_train.SIZES[0], bench_train.SIZES[1]
+    assert small.repeats >= 3 and base.repeats >= 1
+    configs = bench_train.sweep_configurations([small, base], ["full"], [False])
+    once = [("MiniLM-L6", "plain", "full", False), ("MiniLM-L6", "ours", "full", False)]
+    # rounds: every configuration once, then again (not one configuration three times in a row)
+    assert configs[:2 * small.repeats] == once * small.repeats
+    assert configs[2 * small.repeats:] == [("BERT-base", "plain", "full", False), ("BERT-base", "ours", "full", False)] * base.repeats
+    each = [{"steps_per_s": v, "total_seconds": t, "eval_seconds": 1.0, "steps": 8, "checkpointing": False,
+             "timings": {"steps": v}} for v, t in ((2.0, 9.0), (1.0, 12.0), (3.0, 10.0))]
+    m = bench_train.median_run(each)
+    assert m["steps_per_s"] == 2.0 and m["total_seconds"] == 10.0 and m["steps"] == 8 and m["checkpointing"] is False
+    assert m["timings"] == {"steps": 2.0}
+    assert m["repeats"] == 3 and m["end_to_end_each"] == [8.0, 11.0, 9.0]
 
 
 def test_size_folder_depends_on_the_shape_not_the_steps():

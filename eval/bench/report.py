@@ -275,15 +275,18 @@ def train_sizes_goals(r: dict) -> list[str]:
 
 def train_sizes_section(r: dict) -> list[str]:
     steps = ", ".join(f"{s['name']} {s['steps']}" for s in r["sizes"])
+    repeats = ", ".join(f"{s['name']} {s.get('repeats', 1)}" for s in r["sizes"])
     gpu = r.get("gpu", False)
     lines = [f"### Training cost by model size (random weights; batch {r['batch_size']} x {r['max_seq_length']} tokens, "
-             f"{r['precision']}; steps: {steps}; one process per configuration)", "",
+             f"{r['precision']}; steps: {steps}; one process per configuration, run {repeats} times, the median kept)", "",
              *(["**Quick mode (the MiniLM-L6 shape only, 2 steps, tiny batches): a smoke run, not figures to read.**",
                 ""] if r.get("quick") else []),
              "Encoders with the shapes of MiniLM-L6, BERT-base and BERT-large and the MiniLM tokenizer. End to end: "
              "the whole training call (data, model, training, saving), less ours' dev evaluations and the metric "
-             "library (ranx) they score with, loaded once before training (their seconds beside); ours also writes a checkpoint (weights and optimizer state) at its dev evaluation and reloads "
-             "the best one at the end, which plain (save_strategy no) does not. Peak: VmHWM from just before training to the end; added: peak less the process's resident "
+             "library (ranx) they score with, loaded once before training (their seconds beside). Both sides batch "
+             "alike (no duplicate texts in a batch; ours' default per-query batching is a choice about the data, not "
+             "overhead), and a size's configurations repeat in rounds. Ours evaluates once, at the last step, and writes no "
+             "checkpoint there (the artifact follows). Peak: VmHWM from just before training to the end; added: peak less the process's resident "
              "memory before the work (libraries imported)." + (" GPU peak: torch.cuda.max_memory_allocated." if gpu else ""),
              "", "| size | method | checkpointing | impl | steps/s | end to end s | of which checkpoint writes s | "
              "dev evaluations and metric library s | peak MB | added MB |" + (" GPU peak MB |" if gpu else ""),

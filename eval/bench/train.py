@@ -55,7 +55,8 @@ END_TO_END_GOAL = 1.15  # ours / plain, at most
 
 @dataclasses.dataclass(frozen=True)
 class Size:
-    """An encoder shape of the sweep, and the steps it trains for (few where steps are slow)."""
+    """An encoder shape of the sweep, the steps it trains for (few where steps are slow) and how many
+    times each configuration runs (the median is kept: more where runs are short and noisy)."""
 
     name: str
     nominal_params_m: int
@@ -64,10 +65,11 @@ class Size:
     heads: int
     intermediate: int
     steps: int
+    repeats: int
 
 
-SIZES = (Size("MiniLM-L6", 22, 384, 6, 12, 1536, 8), Size("BERT-base", 110, 768, 12, 12, 3072, 5),
-         Size("BERT-large", 335, 1024, 24, 16, 4096, 4))
+SIZES = (Size("MiniLM-L6", 22, 384, 6, 12, 1536, 8, 3), Size("BERT-base", 110, 768, 12, 12, 3072, 5, 1),
+         Size("BERT-large", 335, 1024, 24, 16, 4096, 4, 1))
 SWEEP_METHODS = ("full", "lora", "hybrid")
 
 
@@ -128,9 +130,11 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from retrieval_ft.train import finetune
 
     extra = {"gradient_checkpointing": True} if spec.get("checkpointing") else {}
+    if "batching" in spec:
+        extra["batching"] = spec["batching"]
     # one small dev evaluation, at the end: it is reported apart, not compared
     config = TrainConfig(method=spec["method"], max_steps=spec["steps"], batch_size=spec["batch_size"], evals_per_epoch=1,
-                         max_dev_queries=8, dev_corpus_size=100, warmup_ratio=0.0, precision=spec["precision"], **extra)
+                         max_dev_queries=4, dev_corpus_size=50, warmup_ratio=0.0, precision=spec["precision"], **extra)
     clock, rss_before = StepClock(), status_mb("VmRSS")
     start = time.perf_counter()
     res = finetune(spec["model"], spec["data"], config, Path(tempfile.mkdtemp()) / "out",
@@ -140,7 +144,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
             # dev evaluations, with the metric library they score with (loaded once, before training)
             "eval_seconds": (res.stamp.eval_seconds or 0.0) + res.timings["metric_library"],
             "metric_library_seconds": res.timings["metric_library"], "checkpoint_seconds": clock.checkpoint_seconds,
-            "steps": res.stamp.steps, **_memory(rss_before)}
+            "steps": res.stamp.steps, "timings": res.timings, **_memory(rss_before)}
 
 
 def _plain_lora(model: Any, method: str) -> Any:
@@ -302,7 +306,8 @@ def size_folder(size: Size) -> Path:
     """Where the size's encoder is cached: keyed by its shape and the tokenizer it borrows."""
     from retrieval_ft.models import resolve_model
 
-    key = json.dumps({**dataclasses.asdict(size), "steps": None, "seed": 0,
+    shape = {k: v for k, v in dataclasses.asdict(size).items() if k != "repeats"}
+    key = json.dumps({**shape, "steps": None, "seed": 0,
                       "tokenizer": resolve_model("all-MiniLM-L6-v2").location}, sort_keys=True)
     return SIZES_CACHE / f"{size.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
@@ -316,9 +321,30 @@ def size_model(size: Size) -> tuple[Path, int]:
     return folder, json.loads((folder / "bench_size.json").read_text())["params"]
 
 
-def sweep_configurations(sizes: list[Size], methods: list[str], checkpointing: list[bool]) -> list[tuple[str, str, str, bool]]:
-    """(size, impl, method, checkpointing) in the order they run: size by size, plain before ours."""
-    return [(s.name, impl, m, c) for s in sizes for m in methods for c in checkpointing for impl in ("plain", "ours")]
+def sweep_configurations(sizes: list[Size], methods: list[str], checkpointing: list[bool],
+                         repeats: int | None = None) -> list[tuple[str, str, str, bool]]:
+    """(size, impl, method, checkpointing) in the order they run: size by size, plain before ours; a
+    size's configurations run `repeats` times (default: the size's own) in rounds, one after another,
+    so that a slow spell of the machine touches every configuration alike."""
+    return [(s.name, impl, m, c) for s in sizes for _ in range(repeats or s.repeats)
+            for m in methods for c in checkpointing for impl in ("plain", "ours")]
+
+
+def median_run(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration's figures over its repeats: the median of each number, the repeats' count,
+    and their end to end seconds (to show the spread)."""
+    import statistics
+
+    def median(values: list[Any]) -> Any:
+        first = values[0]
+        if isinstance(first, dict):  # e.g. ours' timings by phase
+            return {k: median([v[k] for v in values]) for k in first}
+        if isinstance(first, (int, float)) and not isinstance(first, bool):
+            return statistics.median(values)
+        return first
+
+    out = {key: median([r[key] for r in repeats]) for key in repeats[0]}
+    return {**out, "repeats": len(repeats), "end_to_end_each": [round(_ours_total(r), 2) for r in repeats]}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -407,16 +433,21 @@ def sizes_part(args: argparse.Namespace) -> None:
     methods = args.size_methods.split(",")
     checkpointing = [{"off": False, "on": True}[c] for c in args.checkpointing.split(",")]
     built = {s.name: size_model(s) for s in chosen}
-    configurations = sweep_configurations(chosen, methods, checkpointing)
-    runs = []
+    configurations = sweep_configurations(chosen, methods, checkpointing, args.repeats)
+    measured: dict[tuple[str, str, str, bool], list[dict[str, Any]]] = {}
     for i, (name, impl, method, ckpt) in enumerate(configurations, 1):
         size = next(s for s in chosen if s.name == name)
+        # ours batches as plain does (no duplicates in a batch), so both train on the same kind of
+        # batches; ours' default per-query batching is a choice about the data, not overhead
         spec = {"impl": impl, "method": method, "model": str(built[name][0]), "data": args.data,
                 "steps": args.size_steps or size.steps, "batch_size": args.size_batch_size,
-                "max_seq_length": args.size_max_seq_length, "precision": args.size_precision, "checkpointing": ckpt}
+                "max_seq_length": args.size_max_seq_length, "precision": args.size_precision, "checkpointing": ckpt,
+                "batching": "no-duplicates"}
         r = run_child(spec, _label(name, impl, method, ckpt))
-        runs.append({"size": name, "impl": impl, "method": method, "checkpointing": ckpt, **r})
+        measured.setdefault((name, impl, method, ckpt), []).append(r)
         _print_run(i, len(configurations), _label(name, impl, method, ckpt), r)
+    runs = [{"size": name, "impl": impl, "method": method, "checkpointing": ckpt, **median_run(each)}
+            for (name, impl, method, ckpt), each in measured.items()]
     ratios = [size_ratios(runs, s.name) for s in chosen]
     print(f"\nbatch {args.size_batch_size}, max_seq_length {args.size_max_seq_length}, {args.size_precision}, data {args.data}")
     for q in ratios:
@@ -452,6 +483,8 @@ def main() -> None:
     sizes.add_argument("--checkpointing", default="off,on", help="gradient checkpointing: off, on or off,on")
     sizes.add_argument("--size-steps", type=int, help="steps at every size (default: each size's own, "
                        + ", ".join(f"{s.name} {s.steps}" for s in SIZES) + ")")
+    sizes.add_argument("--repeats", type=int, help="runs of each configuration, the median kept (default: each size's "
+                       "own, " + ", ".join(f"{s.name} {s.repeats}" for s in SIZES) + ")")
     sizes.add_argument("--size-batch-size", type=int, default=8)
     sizes.add_argument("--size-max-seq-length", type=int, default=64)
     sizes.add_argument("--size-precision", default="fp32", choices=["fp32", "bf16"])
@@ -461,6 +494,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.part, args.sizes, args.size_steps, args.size_batch_size, args.size_max_seq_length = "sizes", "MiniLM-L6", 2, 4, 32
+        args.repeats = 1
     if not Path(args.data).exists():
         subprocess.run([sys.executable, "-m", "retrieval_ft.cli", "demo-data", "--out", args.data], check=True, cwd=ROOT)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
