@@ -58,18 +58,17 @@ class _Layer:
         import torch
 
         base = layer.get_base_layer()
-        present = [n for n in names if n in layer.lora_A]
+        # the slots this layer adapts, and their adapters' names
+        self.adapted = {slot: name for slot, name in enumerate(names) if name in layer.lora_A}
+        present = list(self.adapted.values())
         rank = max((layer.lora_A[n].weight.shape[0] for n in present), default=1)
         like = layer.lora_A[present[0]].weight if present else base.weight  # the adapters' dtype and device
         self.layer, self.base = layer, base
         self.a = like.new_zeros((len(names) + 1, rank, base.in_features))
         self.b = like.new_zeros((len(names) + 1, base.out_features, rank))
         self.scaling = like.new_zeros(len(names) + 1)
-        self.adapted = {slot for slot, name in enumerate(names) if name in layer.lora_A}  # slots this layer adapts
         with torch.no_grad():
-            for slot, name in enumerate(names):
-                if name not in layer.lora_A:
-                    continue
+            for slot, name in self.adapted.items():
                 weight_a, weight_b = layer.lora_A[name].weight, layer.lora_B[name].weight
                 r = weight_a.shape[0]
                 self.a[slot, :r] = weight_a
