@@ -147,6 +147,42 @@ class ListCheckpoints:
             shutil.copytree(self.folder, self.keep)
 
 
+class SeeFrozenHeap:
+    """Records, at each step, how many objects the garbage collector keeps frozen."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def __getattr__(self, name):  # other callback events are no-ops
+        return lambda *args, **kwargs: None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import gc
+
+        self.counts.append(gc.get_freeze_count())
+
+
+def test_frozen_heap_freezes_what_exists_and_gives_it_back():
+    import gc
+
+    from retrieval_ft.train.timing import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the modules imported so far
+    assert gc.get_freeze_count() == 0
+    # a process that froze its heap itself keeps it frozen, no more and no less
+    gc.freeze()
+    try:
+        own = gc.get_freeze_count()
+        with frozen_heap():
+            assert gc.get_freeze_count() == own
+        assert gc.get_freeze_count() == own
+    finally:
+        gc.unfreeze()
+
+
 def _count_reloads(monkeypatch) -> list[str]:
     from sentence_transformers import SentenceTransformerTrainer
 
@@ -165,10 +201,14 @@ def test_the_last_step_when_best_is_kept_without_a_reload_or_a_last_checkpoint(t
                                                                                  monkeypatch, caplog):
     _scripted_dev(monkeypatch, [0.5, 0.9])  # evaluations at steps 2 and 4: the last is the best
     loaded = _count_reloads(monkeypatch)
-    written = ListCheckpoints(tmp_path / "t" / "checkpoints")
+    written, heap = ListCheckpoints(tmp_path / "t" / "checkpoints"), SeeFrozenHeap()
     with caplog.at_level("INFO", logger="retrieval_ft"):
         result = finetune(str(tiny_model_path), data_dir, TrainConfig(method="full", lr=5e-3, **FAST), tmp_path / "t",
-                          encode=ENC, callbacks=[written])
+                          encode=ENC, callbacks=[written, heap])
+    # full collections skip what existed before the run while it runs, and it is given back after
+    import gc
+
+    assert len(heap.counts) == 4 and min(heap.counts) > 1000 and gc.get_freeze_count() == 0
     assert loaded == []
     assert result.stamp.best_checkpoint == "checkpoint-4" and result.best_dev_ndcg == 0.9
     # the artifact, written right after training, is the result: no checkpoint after the last step

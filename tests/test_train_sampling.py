@@ -130,6 +130,44 @@ def test_a_sampler_that_cannot_form_its_batches_is_refused_before_training(caplo
     assert "3 training queries for batch size 8" in caplog.text
 
 
+class CountedBatches:
+    """A sampler that forms every batch it advertises and counts those drawn from it."""
+
+    drawn = 0
+
+    def __init__(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
+        self.n, self.batch_size = len(dataset), batch_size
+
+    def __len__(self):
+        return self.n // self.batch_size
+
+    def __iter__(self):
+        for i in range(len(self)):
+            CountedBatches.drawn += 1
+            yield list(range(i * self.batch_size, (i + 1) * self.batch_size))
+
+
+def test_a_run_of_max_steps_forms_only_the_batches_it_takes():
+    """The dry pass stops once the run's steps have their batches: 3 of an epoch's 30 here (a short
+    run on a large collection paid a pass over every row); without max_steps it forms the epoch."""
+    data = _dataset([1] * 120)
+    CountedBatches.drawn = 0
+    assert steps_per_epoch(TrainConfig(batch_size=4, max_steps=3), 1, data, CountedBatches) == 30
+    assert CountedBatches.drawn == 3
+    CountedBatches.drawn = 0
+    assert steps_per_epoch(TrainConfig(batch_size=4), 1, data, CountedBatches) == 30
+    assert CountedBatches.drawn == 30
+    # two processes: 3 steps take 6 batches
+    CountedBatches.drawn = 0
+    assert steps_per_epoch(TrainConfig(batch_size=4, max_steps=3), 2, data, CountedBatches) == 15
+    assert CountedBatches.drawn == 6
+
+
+def test_a_run_of_max_steps_the_sampler_cannot_form_is_still_refused():
+    with pytest.raises(DataError, match=r"forms 1 batch\(es\) per epoch"):
+        steps_per_epoch(TrainConfig(batch_size=4, max_steps=5), 1, _dataset([6] * 4), OneBatch)
+
+
 def test_steps_short_of_the_plan_are_loud():
     check_steps(10, 10)
     with pytest.raises(DataError, match="took 1 of its 14 planned steps"):

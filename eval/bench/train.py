@@ -4,7 +4,8 @@
 Every configuration runs in its own process on the same (query, document) pairs, batch size and
 number of steps. "plain" is SentenceTransformerTrainer + MultipleNegativesRankingLoss written
 directly (with peft's LoRA added by hand for lora and hybrid: the same targets, rank, alpha and
-dropout as ours' defaults); ours is `retrieval_ft.finetune` with dev evaluation only at the end.
+dropout as ours' defaults, and its no-duplicates batches); ours is `retrieval_ft.finetune` with dev
+evaluation only at the end, batching as plain does (`batching: no-duplicates`).
 Steps/s is timed from the first to the last optimizer step with the same callback on both sides (so
 set-up, checkpoints and dev evaluations are left out). Peak memory is the child's VmHWM from
 /proc/self/status, its window restarted just before training on both sides (ours restarts it
@@ -278,8 +279,10 @@ def methods_part(args: argparse.Namespace) -> None:
             ("ours", "hybrid", auto), ("ours", "query-only", auto)]
     results = {}
     for impl, method, precision in dict.fromkeys(runs):
+        # ours batches as plain does (no duplicates in a batch), as in the sizes part
         spec = {"impl": impl, "method": method, "model": args.model, "data": args.data, "steps": args.steps,
-                "batch_size": args.batch_size, "max_seq_length": args.max_seq_length, "precision": precision}
+                "batch_size": args.batch_size, "max_seq_length": args.max_seq_length, "precision": precision,
+                "batching": "no-duplicates"}
         r = results[(impl, method, precision)] = run_child(spec, f"{impl} {method} {precision}")
         print(f"{impl:<6} {method:<11} {precision:<5} {r['steps_per_s']:6.3f} steps/s  training {r['seconds']:6.1f} s  "
               f"peak {r['peak_mb']:7.0f} MB", flush=True)

@@ -165,9 +165,11 @@ def shared_towers_sampler(batching: Batching, pages: bool) -> Any:
     return functools.partial(NoDuplicatesBatchSampler, precompute_hashes=True) if pages else NoDuplicatesBatchSampler
 
 
-def _sampler_batches(sampler: Any, dataset: Any, batch_size: int, drop_last: bool, seed: int) -> tuple[int, int, int]:
+def _sampler_batches(sampler: Any, dataset: Any, batch_size: int, drop_last: bool, seed: int,
+                     enough: int | None = None) -> tuple[int, int, int]:
     """(batches a pass forms, batches the sampler advertises, its full batch size): built as the
-    Trainer builds it; a dry pass where it is cheap (rows read without decoding pages)."""
+    Trainer builds it; a dry pass where it is cheap (rows read without decoding pages), which stops
+    once `enough` batches are formed (a run of that many steps needs no more)."""
     import torch
     from sentence_transformers.base.sampler import BatchSamplers
 
@@ -178,18 +180,21 @@ def _sampler_batches(sampler: Any, dataset: Any, batch_size: int, drop_last: boo
     instance = sampler(dataset, batch_size=batch_size, drop_last=drop_last, valid_label_columns=["label", "score"],
                        generator=torch.Generator(), seed=seed)
     advertised = len(instance)
-    cheap = isinstance(instance, PerQueryBatchSampler) or (
-        n <= DRY_PASS_MAX_ROWS and not getattr(instance, "precompute_hashes", False))
-    formed = sum(1 for _ in instance) if cheap else advertised
+    # the per-query sampler's length is its plan's; a large or page-hashing pass is not cheap: trusted
+    if isinstance(instance, PerQueryBatchSampler) or n > DRY_PASS_MAX_ROWS or getattr(instance, "precompute_hashes", False):
+        return advertised, advertised, instance.batch_size
+    formed = sum(1 for _ in itertools.islice(instance, enough))
     return formed, advertised, instance.batch_size
 
 
 def steps_per_epoch(config: TrainConfig, world_size: int, dataset: Any, sampler: Any) -> int:
     """Optimizer steps one epoch takes with `sampler` (several processes share its batches), checked
     before training: a sampler that cannot form the batches the pairs call for says so loudly, and
-    one that would train a single step where the pairs call for more is an error."""
+    one that would train a single step where the pairs call for more is an error. A run of
+    `max_steps` that the sampler's first pass covers is not checked beyond those steps."""
     drop_last = world_size > 1  # as the Trainer's arguments (see trainer._training_arguments)
-    formed, advertised, full = _sampler_batches(sampler, dataset, config.batch_size, drop_last, config.seed)
+    enough = config.max_steps * world_size if config.max_steps else None
+    formed, advertised, full = _sampler_batches(sampler, dataset, config.batch_size, drop_last, config.seed, enough)
     n_rows = len(dataset)
     wanted = max(1, math.ceil(n_rows / (config.batch_size * world_size)))
     taken, promised = formed // world_size, advertised // world_size
@@ -197,6 +202,8 @@ def steps_per_epoch(config: TrainConfig, world_size: int, dataset: Any, sampler:
         logger.warning("per-query batching: %d training queries for batch size %d, so each batch holds one pair of "
                        "every query with pairs left (%d at most): %d batches per epoch for %d pairs.",
                        full, config.batch_size, full, formed, n_rows)
+    elif enough is not None and formed >= enough:  # every step the run takes has its batch
+        return max(1, promised)
     elif taken < wanted:
         logger.warning("WARNING: the batch sampler forms %d batches per epoch (%d per process) where %d training pairs "
                        "call for %d steps: few queries with many relevant documents leave it too few distinct "

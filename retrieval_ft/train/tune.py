@@ -48,7 +48,7 @@ from .methods import MethodSetup, query_only_setup, shared_towers_setup
 from .negatives import mine_negatives
 from .rows import DEV_METRIC, TrainingData, training_data, training_set
 from .sampling import check_steps
-from .timing import PhaseClock, timings_line
+from .timing import PhaseClock, frozen_heap, timings_line
 from .trainer import PREFIX_CHECKPOINT_DIR, Schedule, Trained, build_trainer, kept_step, schedule_of, train
 from .watch import Watch, blend, history_entry, measure_base, record, watch
 
@@ -341,7 +341,7 @@ def finetune(
     config = config or TrainConfig()
     encode = encode or EncodeConfig()
     show_bars = shows_bars(encode.progress)
-    with progress.library_bars(show_bars):
+    with progress.library_bars(show_bars), frozen_heap():
         with clock.phase("load"):
             use_cpu, precision = _device_and_precision(config, encode)
             world = join_world(encode.device)
