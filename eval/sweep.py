@@ -62,6 +62,8 @@ def main() -> None:
                 "guard_delta": guard_delta,
                 "train_seconds": round(trained.train_seconds), "dev_eval_seconds": trained.stamp.eval_seconds,
                 "peak_memory_mb": round(trained.peak_memory_mb), "wall_seconds": round(time.perf_counter() - start)}
+        if trained.stamp.guard is not None:  # guard-aware: the blend chosen, why, and the curve it was chosen on
+            line["guard"] = trained.stamp.guard.to_dict()
         print(json.dumps(line), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a", encoding="utf-8") as fh:

@@ -77,7 +77,7 @@ def encode_section(r: dict) -> list[str]:
 def train_section(r: dict) -> list[str]:
     lines = [f"### Training ({r['steps']} steps, batch {r['batch_size']}, {r['max_seq_length']} tokens, "
              "one process per configuration)", "",
-             "| impl | method | precision | steps/s | end to end s | peak RSS MB |", "|---|---|---|---:|---:|---:|"]
+             "| impl | method | precision | steps/s | training s | peak RSS MB |", "|---|---|---|---:|---:|---:|"]
     for run in r["runs"]:
         lines.append(f"| {run['impl']} | {run['method']} | {run['precision']} | {run['steps_per_s']:.3f} | "
                      f"{run['seconds']:.1f} | {run['peak_mb']:.0f} |")
