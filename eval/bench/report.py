@@ -43,6 +43,19 @@ def _machine(record: dict) -> str:
             f"faiss {m['faiss']}")
 
 
+def machines_line(records: dict) -> str:
+    """The machine the figures come from; where sections were measured on different machines, each
+    machine with its sections."""
+    machines: dict[str, list[str]] = {}
+    for name in RECORDS:
+        if records.get(name):
+            machines.setdefault(_machine(records[name]), []).append(name)
+    if len(machines) == 1:
+        return f"Machine: {next(iter(machines))}."
+    return "Machines, each with the sections measured on it: " + "; ".join(
+        f"{m} ({', '.join(names)})" for m, names in machines.items()) + "."
+
+
 def encode_section(r: dict) -> list[str]:
     lines = [f"### Encoding ({r['texts']} SciFact documents, {r['tokens']:,} tokens, plain batch {r['batch_size']}, "
              f"median of {r['repeats']})", "",
@@ -419,18 +432,17 @@ def main() -> None:
         for name in BENCHES:
             subprocess.run([sys.executable, str(Path(__file__).with_name(f"{name}.py"))], check=True, cwd=ROOT)
     records = {name: _load(name) for name in RECORDS}
-    present = [r for r in records.values() if r]
-    if not present:
+    if not any(records.values()):
         sys.exit(f"no results in {RESULTS}; run with --run")
     lines = ["# Performance against the plain stack", "",
              "Each figure is measured side by side with its plain-stack twin in the same run (the machine is "
              "noisy): plain sentence-transformers `encode`, the plain `SentenceTransformerTrainer`, a bare "
              "FAISS index, ranx called directly, the plain import. Written by `eval/bench/report.py` from "
-             "`eval/results/perf/*.json`.", "", f"Machine: {_machine(present[0])}.", "",
-             "Precision matters most on this machine: its CPU computes bf16 natively (bf16 matmul about 4x the "
-             "float32 one, measured below), so `auto` encodes and trains in bf16. On CPUs without native bf16 "
-             "(AVX2 only) bf16 autocast was reported about 5x slower than float32, and `auto` stays in float32 "
-             "there; that case is not measured here.", ""]
+             "`eval/results/perf/*.json`.", "", machines_line(records), "",
+             "Precision matters most: on a CPU that computes bf16 natively (bf16 matmul about 4x the float32 one "
+             "where the encoding section's machine has it) `auto` encodes and trains in bf16; on CPUs without "
+             "native bf16 (AVX2 only) bf16 autocast is several times slower than float32, and `auto` stays in "
+             "float32, as in the sections measured on such a machine.", ""]
     lines += summary(records)
     for name in RECORDS:
         if records[name]:
