@@ -85,7 +85,11 @@ def test_shipped_benchmark_config_loads():
     assert [m.name for m in config.methods if not m.guarded and m.name in methods] == methods
     assert config.seeds == (42, 43, 44)
     # each method also guarded, trained alike but watching the bench's guard sets
-    assert {m.name for m in config.methods if m.guarded} == {f"{n}-guarded" for n in [*methods, "query-only-long"]}
+    longer = ["query-only-long", "hybrid-long", "full-long", "lora-long"]
+    assert {m.name for m in config.methods if m.guarded} == {f"{n}-guarded" for n in [*methods, *longer]}
+    # the two-sided *-long contenders train two epochs, guarded or not
+    two_sided_long = [m for m in config.methods if m.name.removesuffix("-guarded") in longer[1:]]
+    assert len(two_sided_long) == 6 and all(m.train_config(42).epochs == 2 for m in two_sided_long)
     guards = {g.name for g in config.guards}
     assert all({g.name for g in m.train_config(42, config.guards).guards or ()} == (guards if m.guarded else set())
                for m in config.methods)

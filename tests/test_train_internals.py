@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -256,9 +255,9 @@ def _sentence_transformers_alive() -> set[int]:
     from sentence_transformers import SentenceTransformer
 
     gc.collect()
-    with warnings.catch_warnings():  # isinstance on every object touches torch's deprecated aliases
-        warnings.simplefilter("ignore")
-        return {id(o) for o in gc.get_objects() if isinstance(o, SentenceTransformer)}
+    # the object's own type, not isinstance: isinstance asks a weak proxy for its referent's class,
+    # which raises once the referent is gone (and touches torch's deprecated aliases on the way)
+    return {id(o) for o in gc.get_objects() if issubclass(type(o), SentenceTransformer)}
 
 
 class CountModels:
