@@ -61,8 +61,8 @@ class GuardRecord(Record, error=ModelError, fix=_FIX):
 
     `sets`: [{name, data, split, queries, documents}]; `base`/`selected`/`final`: {guard: NDCG@10} of
     the base, the kept checkpoint (alpha 1) and the artifact (after the blend); `dev`: {"base",
-    "selected", "final"}; `curve`: [{alpha, dev, guards: {name: NDCG@10}}] by alpha; `reason`: why
-    this alpha, in words."""
+    "selected", "final"}; `checkpoint_step`: the step the final model blends; `curve`: [{alpha, dev,
+    guards: {name: NDCG@10}}] by alpha, of that step; `reason`: why this alpha, in words."""
 
     sets: list[dict[str, Any]] | None = None
     max_drop: float | None = None
@@ -74,6 +74,9 @@ class GuardRecord(Record, error=ModelError, fix=_FIX):
     interpolate: str | None = None  # auto, off, or fixed
     alpha: float | None = None
     curve: list[dict[str, Any]] | None = None
+    # the best blend of each checkpoint searched: [{step, alpha, dev, guards}] (the selected
+    # checkpoint, and the last step where another was selected)
+    candidates: list[dict[str, Any]] | None = None
     reason: str | None = None
 
 

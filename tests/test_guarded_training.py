@@ -84,6 +84,63 @@ def test_auto_search_finds_the_constrained_optimum():
     assert fixed.alpha == 0.6 and "drops a guard set" in fixed.reason
 
 
+class _Weighed:
+    """A guarded evaluator over a one-weight model: dev and the guard 'g' are linear in the weight w
+    (the base is w = 0)."""
+
+    def __init__(self, dev_slope: float, guard_slope: float) -> None:
+        self.dev_slope, self.guard_slope = dev_slope, guard_slope
+        self.base, self.base_dev = {"g": 0.5}, 0.5
+
+    def at(self, w: float) -> tuple[float, dict[str, float]]:
+        return 0.5 + self.dev_slope * w, {"g": 0.5 - self.guard_slope * w}
+
+    def point(self, model) -> tuple[float, dict[str, float]]:
+        return self.at(float(model.weight.item()))
+
+
+@pytest.mark.parametrize(("guard_slope", "step", "weight"), [
+    # the selected step (w 0.2) keeps the guard at any alpha (dev 0.56); the last step (w 1) blended
+    # at alpha 0.5 stays within 0.01 with dev 0.65: the last step's blend is kept
+    (0.02, 30, 0.5),
+    # the guard drops 0.2 per unit of w: the selected step at alpha 0.25 (w 0.05) is within it, the
+    # last step at no alpha above 0: the selected checkpoint's blend is kept
+    (0.2, 10, 0.05),
+])
+def test_the_blend_starts_from_the_selected_step_or_the_last_whichever_gains_more(guard_slope, step, weight):
+    import torch
+    from types import SimpleNamespace
+
+    from retrieval_ft.train.distributed import World
+    from retrieval_ft.train.watch import Watch, blend, hold_last, record
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ev = _Weighed(0.3, guard_slope)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    sample = SimpleNamespace(info=lambda: {"name": "g"})
+    w = Watch(ev, samples=[sample], blend=Blend(model), mode="auto")  # type: ignore[arg-type]
+    history = [{"step": s, "ndcg@10": ev.at(v)[0], "guards": ev.at(v)[1]} for s, v in ((10, 0.2), (20, 0.6), (30, 1.0))]
+    trainer = SimpleNamespace(model=model, state=SimpleNamespace(global_step=30, best_global_step=10))
+    with torch.no_grad():
+        model.weight.fill_(1.0)  # the last step's weights, as training ends
+    hold_last(w, trainer)
+    with torch.no_grad():
+        model.weight.fill_(0.2)  # the selected checkpoint loaded back
+    config = TrainConfig(method="full", max_guard_drop=0.01)
+    kept = blend(SimpleNamespace(world=World(), config=config), w, trainer, history)
+    assert kept.step == step and model.weight.item() == pytest.approx(weight)
+    assert [c["step"] for c in kept.candidates] == [10, 30]
+    g = record(w, config, kept)
+    assert g.checkpoint_step == step and g.final == {"g": pytest.approx(ev.at(weight)[1]["g"])}
+    assert g.dev["final"] == pytest.approx(ev.at(weight)[0]) == max(c["dev"] for c in g.candidates)
+    assert ("from the last step (30)" in g.reason) == (step == 30)
+    # a run whose kept step is its last holds nothing more
+    w.last = None
+    hold_last(w, SimpleNamespace(model=model, state=SimpleNamespace(global_step=30, best_global_step=30)))
+    assert w.last is None
+
+
 def test_blend_reaches_both_ends(tiny_model_path):
     import torch
 
@@ -176,8 +233,11 @@ def test_guarded_run_records_guards_selection_and_curve(tiny_model_path, data, g
     ok = [p for p in g["curve"] if p["guards"]["other"] >= g["base"]["other"] - 1e-9]
     assert chosen["dev"] == max(p["dev"] for p in ok)
     assert g["final"] == chosen["guards"] and g["dev"]["final"] == chosen["dev"] and g["reason"]
-    kept = next(h for h in stamp["dev_history"] if h["step"] == g["checkpoint_step"])
-    assert kept["selection"] == max(h["selection"] for h in stamp["dev_history"])
+    # the final model blends the checkpoint selected within the guards, or the last step where its
+    # blend scored higher; each searched checkpoint's best blend is recorded
+    selected = max(stamp["dev_history"], key=lambda h: h["selection"])["step"]
+    steps = [c["step"] for c in g.get("candidates") or [{"step": selected}]]
+    assert steps[0] == selected and g["checkpoint_step"] in steps and stamp["best_checkpoint"].endswith(f"-{g['checkpoint_step']}")
 
 
 def test_guard_errors_name_the_flag_or_set(tiny_model_path, data, tmp_path, capsys):

@@ -34,7 +34,8 @@ class Blend:
     sets base + alpha x (tuned - base) once `capture` has taken the tuned values."""
 
     def __init__(self, model: Any) -> None:
-        self.base = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad and _blended(n)}
+        self.trained = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.base = {n: p.detach().clone() for n, p in model.named_parameters() if n in set(self.trained) and _blended(n)}
         self.tuned: dict[str, Any] | None = None
 
     def _params(self, model: Any) -> dict[str, Any]:
@@ -49,6 +50,22 @@ class Blend:
         """Take the tuned values (alpha 1): the kept checkpoint's, once training is done."""
         params = self._params(model)
         self.tuned = {n: params[n].detach().clone() for n in self.base}
+
+    def snapshot(self, model: Any) -> dict[str, Any]:
+        """Every weight training changes (an adapter's inputs too) as the model holds them now, for
+        `restore`: another checkpoint to blend from."""
+        params = self._params(model)
+        return {n: params[n].detach().clone() for n in self.trained}
+
+    def restore(self, model: Any, weights: dict[str, Any]) -> None:
+        """Put a `snapshot` back, then take it as the tuned values (alpha 1)."""
+        import torch
+
+        params = self._params(model)
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        self.capture(model)
 
     def apply(self, model: Any, alpha: float) -> None:
         import torch
@@ -78,6 +95,10 @@ class Choice:
     alpha: float
     curve: list[Point]  # by alpha
     reason: str
+
+    @property
+    def chosen(self) -> Point:
+        return next(p for p in self.curve if p.alpha == self.alpha)
 
 
 def _best(points: Mapping[float, Point], base: Mapping[str, float], max_drop: float) -> Point:

@@ -9,6 +9,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,9 +150,9 @@ class Trained:
     peak_memory_mb: float  # over training and the reload
 
 
-def train(job: TrainingJob, trainer: Any) -> Trained:
+def train(job: TrainingJob, trainer: Any, before_reload: Callable[[Any], None] | None = None) -> Trained:
     """Train (from the checkpoint to resume, if any), and leave the model with the kept (best)
-    checkpoint's weights."""
+    checkpoint's weights; `before_reload(trainer)` sees the last step's first."""
     from .callbacks import TrainerTimes
 
     if job.world.is_main:
@@ -168,6 +169,8 @@ def train(job: TrainingJob, trainer: Any) -> Trained:
             warnings.filterwarnings("ignore", message=message, category=FutureWarning)
         trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from is not None else None)
     seconds = time.perf_counter() - start
+    if before_reload is not None:
+        before_reload(trainer)
     reload = keep_best(trainer)
     return Trained(seconds, times.evaluations, times.checkpoints, reload, peak_memory_mb())
 

@@ -20,6 +20,7 @@ artifact.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -50,7 +51,7 @@ from .rows import DEV_METRIC, TrainingData, training_data, training_set
 from .sampling import check_steps
 from .timing import PhaseClock, frozen_heap, timings_line
 from .trainer import PREFIX_CHECKPOINT_DIR, Schedule, Trained, build_trainer, kept_step, schedule_of, train
-from .watch import Watch, blend, history_entry, measure_base, record, watch
+from .watch import Watch, blend, history_entry, hold_last, measure_base, record, watch
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -260,7 +261,8 @@ def _artifact_stamp(job: TrainingJob, negs: Negatives, setup: MethodSetup, train
         preparation=setup.preparation,
         best_dev_ndcg=max((h[DEV_METRIC] for h in history), default=None),
         dev_history=history,
-        best_checkpoint=f"{PREFIX_CHECKPOINT_DIR}-{kept_step(trainer)}",  # the step whose weights were kept
+        # the step whose weights were kept (the blend's, where guards chose between two)
+        best_checkpoint=f"{PREFIX_CHECKPOINT_DIR}-{guard.checkpoint_step if guard else kept_step(trainer)}",
         versions=library_versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         alpha=guard.alpha if guard is not None else None,
@@ -376,7 +378,7 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
     progress.stage("training %s: %d pairs, %d steps (dev: %s), %d of %d parameters trainable",
                     config.method.value, len(train_set), schedule.total_steps, negs.tdata.dev_source, *parameters)
     distributed = _world_record(job.world, schedule, setup.loss, config.batch_size)
-    trained = train(job, trainer)
+    trained = train(job, trainer, functools.partial(hold_last, watched) if watched is not None else None)
     clock.add("steps", trained.seconds - trained.evaluations - trained.checkpoints)
     clock.add("evaluations", trained.evaluations)
     clock.add("checkpoints", trained.checkpoints)
@@ -386,7 +388,7 @@ def _tune(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, str],
         history = _dev_history(trainer, setup.evaluator)
         guard = None
         if watched is not None:
-            guard = record(watched, config, blend(job, watched, trainer, history), kept_step(trainer))
+            guard = record(watched, config, blend(job, watched, trainer, history))
     with clock.phase("save"):
         final = _final_model(job, trainer, prepared.base_length)
         facts = _Facts(len(train_set), len(dev_docs), parameters, distributed, trained)

@@ -1,7 +1,12 @@
 """What a training run watches besides dev NDCG@10: its guard samples (measured for the base before
 the first step and at every evaluation, deciding which checkpoint is kept) and the blend with the
-base chosen after training. tune.py calls `watch` and `measure_base` before training, `blend`
-after it, and puts `record` into the artifact stamp.
+base chosen after training. tune.py calls `watch` and `measure_base` before training, `hold_last`
+as it ends, `blend` after it, and puts `record` into the artifact stamp.
+
+Two checkpoints are blended where they differ: the one guard-aware selection kept (the best dev
+NDCG@10 within the guards, often an early one) and the last step (trained longest, pulled back
+toward the base by the blend, as WiSE-FT does); the final model is the blend with the highest dev
+NDCG@10 with every guard within the limit, from either.
 """
 
 from __future__ import annotations
@@ -32,6 +37,17 @@ class Watch:
     samples: list[GuardSample]
     blend: Blend | None
     mode: str | float  # config.interpolation
+    last: tuple[int, dict[str, Any]] | None = None  # (step, weights) of the last step, where it is not kept
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The blend the artifact keeps, the checkpoint it blends, and the best blend of each checkpoint
+    that was searched ({step, alpha, dev, guards})."""
+
+    choice: Choice
+    step: int
+    candidates: list[dict[str, Any]]
 
 
 def watch(job: TrainingJob, setup: MethodSetup) -> Watch | None:
@@ -74,43 +90,86 @@ def history_entry(log: dict[str, Any]) -> dict[str, Any] | None:
     return entry
 
 
-def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]]) -> Choice:
-    """Choose alpha (search or fixed, see interpolate.search_alpha) and leave the model as the
-    artifact keeps it: blended for full and query-only, the tuned adapter for LoRA, hybrid and query-lora
-    (their alpha is applied on load)."""
-    model, ev = trainer.model, w.evaluator
-    assert ev.base is not None and ev.base_dev is not None
-    base_point = Point(0.0, ev.base_dev, dict(ev.base))
-    step = kept_step(trainer)
-    kept = next((h for h in history if h["step"] == step), None)
-    if kept is not None:
-        tuned_point = Point(1.0, kept[DEV_METRIC], dict(kept.get("guards", {})))
-    else:
-        tuned_point = Point(1.0, *ev.point(model))
-    if w.blend is None:
-        return Choice(1.0, [base_point, tuned_point], "interpolation off: the kept checkpoint as trained")
+def hold_last(w: Watch, trainer: Any) -> None:
+    """As training ends, before the kept checkpoint is loaded back: hold the last step's weights, the
+    blend's second starting point, where the alpha search has guards to keep and another step is kept."""
+    if w.blend is None or w.mode != "auto" or not w.samples or kept_step(trainer) == trainer.state.global_step:
+        return
+    w.last = (int(trainer.state.global_step), w.blend.snapshot(trainer.model))
+
+
+def _at_step(step: int, history: list[dict[str, Any]], ev: GuardedDevNDCG, model: Any) -> Point:
+    """A checkpoint as alpha 1: its dev evaluation from the history, or measured now (the model holds it)."""
+    entry = next((h for h in history if h["step"] == step), None)
+    if entry is not None:
+        return Point(1.0, entry[DEV_METRIC], dict(entry.get("guards", {})))
+    return Point(1.0, *ev.point(model))
+
+
+def _search(job: TrainingJob, w: Watch, model: Any, base_point: Point, tuned_point: Point, step: int) -> Choice:
+    """The blend of the checkpoint the model holds with the base (interpolate.search_alpha)."""
+    assert w.blend is not None
     w.blend.capture(model)
-    progress.stage("choosing the blend with the base (%s)", "searching alpha" if w.mode == "auto" else f"alpha {w.mode}")
+    how = "searching alpha" if w.mode == "auto" else f"alpha {w.mode}"
+    progress.stage("choosing the blend of step %d with the base (%s)", step, how)
 
     def measure(alpha: float) -> Point:
         assert w.blend is not None
         w.blend.apply(model, alpha)
-        return Point(alpha, *ev.point(model))
+        return Point(alpha, *w.evaluator.point(model))
 
-    choice = from_main(job.world, search_alpha(measure, w.mode, base_point, tuned_point, job.config.max_guard_drop))
+    return from_main(job.world, search_alpha(measure, w.mode, base_point, tuned_point, job.config.max_guard_drop))
+
+
+def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]]) -> Kept:
+    """Choose the checkpoint and alpha (search or fixed, see interpolate.search_alpha) and leave the
+    model as the artifact keeps it: blended for full and query-only, the tuned adapter for LoRA, hybrid
+    and query-lora (their alpha is applied on load). Where `hold_last` held the last step, its blend
+    is searched too, and the higher dev NDCG@10 within the guards is kept (the selected checkpoint's
+    on a tie)."""
+    model, ev = trainer.model, w.evaluator
+    assert ev.base is not None and ev.base_dev is not None
+    base_point = Point(0.0, ev.base_dev, dict(ev.base))
+    step = kept_step(trainer)
+    tuned_point = _at_step(step, history, ev, model)
+    if w.blend is None:
+        return Kept(Choice(1.0, [base_point, tuned_point], "interpolation off: the kept checkpoint as trained"), step, [])
+    selected = w.blend.snapshot(model) if w.last is not None else None
+    choice = _search(job, w, model, base_point, tuned_point, step)
+    candidates = [_candidate(step, choice)]
+    if w.last is not None and selected is not None:
+        last_step, weights = w.last
+        w.last = None
+        w.blend.restore(model, weights)
+        last = _search(job, w, model, base_point, _at_step(last_step, history, ev, model), last_step)
+        candidates.append(_candidate(last_step, last))
+        if last.chosen.dev > choice.chosen.dev:
+            reason = (f"{last.reason}; from the last step ({last_step}), whose blend beats the selected "
+                      f"checkpoint's (step {step}: dev {choice.chosen.dev:.4f} at alpha {choice.alpha:g})")
+            choice, step = Choice(last.alpha, last.curve, reason), last_step
+        else:
+            w.blend.restore(model, selected)
+            choice = Choice(choice.alpha, choice.curve,
+                            f"{choice.reason}; the last step's ({last_step}) best blend scored {last.chosen.dev:.4f} "
+                            f"(alpha {last.alpha:g})")
     w.blend.apply(model, 1.0 if job.config.method.adapter else choice.alpha)
-    progress.stage("blend with the base: %s", choice.reason)
-    return choice
+    progress.stage("blend with the base: step %d, %s", step, choice.reason)
+    return Kept(choice, step, candidates)
 
 
-def record(w: Watch, config: TrainConfig, choice: Choice, kept_step: int | None) -> GuardRecord:
+def _candidate(step: int, choice: Choice) -> dict[str, Any]:
+    return {"step": step, **choice.chosen.to_dict()}
+
+
+def record(w: Watch, config: TrainConfig, kept: Kept) -> GuardRecord:
     """The stamp's `guard`: samples, the limit, base / kept / final figures, the curve and the reason."""
+    choice = kept.choice
     points = {p.alpha: p for p in choice.curve}
-    base, kept, final = points[0.0], points[1.0], points[choice.alpha]
+    base, tuned, final = points[0.0], points[1.0], points[choice.alpha]
     mode = w.mode if isinstance(w.mode, str) else "fixed"
     return GuardRecord(sets=[s.info() for s in w.samples], max_drop=config.max_guard_drop, base=dict(base.guards),
-                       selected=dict(kept.guards), final=dict(final.guards),
-                       dev={"base": base.dev, "selected": kept.dev, "final": final.dev}, checkpoint_step=kept_step,
+                       selected=dict(tuned.guards), final=dict(final.guards),
+                       dev={"base": base.dev, "selected": tuned.dev, "final": final.dev}, checkpoint_step=kept.step,
                        interpolate=mode, alpha=choice.alpha, curve=[p.to_dict() for p in choice.curve],
-                       reason=choice.reason)
+                       candidates=kept.candidates or None, reason=choice.reason)
 
