@@ -108,8 +108,9 @@ class _Weighed:
     (0.2, 10, 0.05),
 ])
 def test_the_blend_starts_from_the_selected_step_or_the_last_whichever_gains_more(guard_slope, step, weight):
-    import torch
     from types import SimpleNamespace
+
+    import torch
 
     from retrieval_ft.train.distributed import World
     from retrieval_ft.train.watch import Watch, blend, hold_last, record

@@ -34,8 +34,9 @@ class Blend:
     sets base + alpha x (tuned - base) once `capture` has taken the tuned values."""
 
     def __init__(self, model: Any) -> None:
-        self.trained = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.base = {n: p.detach().clone() for n, p in model.named_parameters() if n in set(self.trained) and _blended(n)}
+        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.trained = list(trained)
+        self.base = {n: p.detach().clone() for n, p in trained.items() if _blended(n)}
         self.tuned: dict[str, Any] | None = None
 
     def _params(self, model: Any) -> dict[str, Any]:
@@ -58,14 +59,13 @@ class Blend:
         return {n: params[n].detach().clone() for n in self.trained}
 
     def restore(self, model: Any, weights: dict[str, Any]) -> None:
-        """Put a `snapshot` back, then take it as the tuned values (alpha 1)."""
+        """Put a `snapshot` back into the model (`capture` then takes it as alpha 1)."""
         import torch
 
         params = self._params(model)
         with torch.no_grad():
             for name, value in weights.items():
                 params[name].copy_(value)
-        self.capture(model)
 
     def apply(self, model: Any, alpha: float) -> None:
         import torch

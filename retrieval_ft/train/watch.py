@@ -137,7 +137,7 @@ def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]
     selected = w.blend.snapshot(model) if w.last is not None else None
     choice = _search(job, w, model, base_point, tuned_point, step)
     candidates = [_candidate(step, choice)]
-    if w.last is not None and selected is not None:
+    if selected is not None and w.last is not None:
         last_step, weights = w.last
         w.last = None
         w.blend.restore(model, weights)
@@ -149,6 +149,7 @@ def blend(job: TrainingJob, w: Watch, trainer: Any, history: list[dict[str, Any]
             choice, step = Choice(last.alpha, last.curve, reason), last_step
         else:
             w.blend.restore(model, selected)
+            w.blend.capture(model)
             choice = Choice(choice.alpha, choice.curve,
                             f"{choice.reason}; the last step's ({last_step}) best blend scored {last.chosen.dev:.4f} "
                             f"(alpha {last.alpha:g})")
