@@ -161,6 +161,32 @@ def test_blend_reaches_both_ends(tiny_model_path):
     assert all(torch.equal(p, tuned[n]) for n, p in model.named_parameters())
 
 
+def test_guard_samples_are_measured_at_the_artifacts_token_limit(tiny_model_path, guard):
+    """Training may truncate texts (train.max_seq_length); guard drops are measured as the artifact
+    will be evaluated, at the base's limit, while dev NDCG@10 stays at the training limit."""
+    from retrieval_ft.train.dev_eval import DevNDCG
+    from retrieval_ft.train.guards import GuardedDevNDCG, guard_samples
+
+    model = load_model(str(tiny_model_path), device="cpu")
+    full, short = model.max_seq_length, 4
+    sample = guard_samples([guard], TrainConfig(seed=1))[0]
+
+    def ndcg(limit: int) -> float:
+        model.max_seq_length = limit
+        ev = DevNDCG(sample.queries, sample.qrels, sample.doc_ids, sample.doc_items, None, "", "", True, 16)
+        return ev(model)["dev_ndcg@10"]
+
+    at_full, at_short = ndcg(full), ndcg(short)
+    assert at_full != pytest.approx(at_short)  # the limit matters on these documents
+    dev = DevNDCG(sample.queries, sample.qrels, sample.doc_ids, sample.doc_items, None, "", "", True, 16)
+    evaluator = GuardedDevNDCG(dev, [sample], 0.01, guard_length=full)
+    model.max_seq_length = short  # as training sets it
+    dev_value, guards = evaluator.point(model)
+    assert guards[guard.name] == pytest.approx(at_full, abs=1e-6)
+    assert dev_value == pytest.approx(at_short, abs=1e-6)
+    assert model.max_seq_length == short  # training goes on at its own limit
+
+
 # -- training ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runs(tiny_model_path: Path, data: Path, guard: GuardSet, tmp_path_factory: pytest.TempPathFactory) -> dict:

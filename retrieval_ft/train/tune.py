@@ -424,10 +424,10 @@ def _prepare(job: TrainingJob, tdata: TrainingData, explicit: dict[tuple[str, st
     base_length = setup.train_model.max_seq_length
     if config.max_seq_length is not None:
         setup.train_model.max_seq_length = config.max_seq_length
-    # guard sets and the blend with the base, where asked: the base is measured at the training length,
-    # as every evaluation is
+    # guard sets and the blend with the base, where asked: dev NDCG@10 is measured at the training
+    # length, guard samples at the artifact's (what users will evaluate it at)
     with clock.phase("dev_set"):
-        watched = watch(job, setup)
+        watched = watch(job, setup, guard_length=base_length)
     with clock.phase("metric_library"):  # before training: the first evaluation would load it mid-training
         load_metrics()
     if watched is not None:

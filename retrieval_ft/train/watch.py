@@ -50,19 +50,21 @@ class Kept:
     candidates: list[dict[str, Any]]
 
 
-def watch(job: TrainingJob, setup: MethodSetup) -> Watch | None:
+def watch(job: TrainingJob, setup: MethodSetup, guard_length: int | None = None) -> Watch | None:
     """Set up guard sets and interpolation (None where neither is asked): the guarded evaluator
-    replaces the setup's; `measure_base` then measures the base before any step."""
+    replaces the setup's; `measure_base` then measures the base before any step. Guard samples are
+    encoded at `guard_length` tokens (the artifact's limit; see GuardedDevNDCG)."""
     config = job.config
     if not config.guards and config.interpolation == "off":
         return None
     samples = guard_samples(config.guards or (), config)
     for s in samples:
-        progress.stage("guard set %s: a sample of %d queries and %d documents (%s, split %s)", s.guard.name,
-                       len(s.queries), len(s.doc_ids), s.guard.data, s.guard.split)
+        progress.stage("guard set %s: a sample of %d queries and %d documents (%s, split %s)%s", s.guard.name,
+                       len(s.queries), len(s.doc_ids), s.guard.data, s.guard.split,
+                       f", encoded up to {guard_length} tokens" if guard_length else "")
     # query-side methods' documents keep the base's vectors: encode each sample's documents once
     fixed = fixed_guard_vectors(job.base, samples) if config.method.query_side and samples else None
-    evaluator = GuardedDevNDCG(setup.evaluator, samples, config.max_guard_drop, fixed, job.precision)
+    evaluator = GuardedDevNDCG(setup.evaluator, samples, config.max_guard_drop, fixed, job.precision, guard_length)
     setup.evaluator = evaluator
     blend = Blend(setup.train_model) if config.interpolation != "off" else None
     return Watch(evaluator, samples, blend, config.interpolation)
